@@ -1,0 +1,290 @@
+"""Start and stop a real ``mlserver start`` process on a folder of models.
+
+``mlserver start FOLDER`` reads ``FOLDER/settings.json`` and serves every ``model-settings.json``
+below FOLDER. The workshop keeps server settings in ``settings/settings.json`` (one place, not one
+copy per models folder) and lets ports be changed per run, because ports clash on laptops. So the
+launcher writes a run folder ``.run/<name>/`` holding the merged ``settings.json`` and a link
+``models -> <the models folder>``, then runs ``mlserver start`` on it. The models folder itself is
+never written to.
+
+Used by ``make serve`` / ``make up``, by the notebooks (start and stop the server from a cell) and by
+the tests (a real server on free ports)::
+
+    with Server(models_dir="models", http_port=free_port()) as server:
+        requests.post(server.http_url + "/v2/models/tune-generator/infer", json=...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from . import paths
+
+DEFAULT_SETTINGS = paths.SETTINGS / "settings.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (for tests and side-by-side servers)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class ServerError(RuntimeError):
+    """The server did not come up; the message carries the end of its log."""
+
+
+class Server:
+    """A ``mlserver start`` child process with merged settings.
+
+    Args:
+        models_dir: folder of model folders (each with a ``model-settings.json``).
+        settings_file: server settings to start from (``settings/settings.json``).
+        name: run-folder name under ``.run/`` (one per concurrently running server).
+        host, http_port, grpc_port, metrics_port: override the settings file when given.
+        overrides: any other server setting, e.g. ``{"parallel_workers": 0}``.
+        env: extra environment variables for the server process.
+    """
+
+    def __init__(
+        self,
+        models_dir: str | Path = paths.MODELS,
+        settings_file: str | Path = DEFAULT_SETTINGS,
+        name: str | None = None,
+        host: str | None = None,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        overrides: dict | None = None,
+        env: dict | None = None,
+    ):
+        self.models_dir = Path(models_dir).resolve()
+        settings = json.loads(Path(settings_file).read_text())
+        for key, value in (
+            ("host", host),
+            ("http_port", http_port),
+            ("grpc_port", grpc_port),
+            ("metrics_port", metrics_port),
+        ):
+            if value is not None:
+                settings[key] = value
+        settings.update(overrides or {})
+        self.settings = settings
+        self.name = name or f"mlserver-{settings['http_port']}"
+        self.run_dir = paths.RUN / self.name
+        self.log_path = self.run_dir / "mlserver.log"
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+
+    # -- addresses -----------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.settings["host"]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.settings['http_port']}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.settings['grpc_port']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.settings['metrics_port']}/metrics"
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def prepare(self) -> Path:
+        """Write the run folder: merged settings.json and a link to the models folder."""
+        if not self.models_dir.is_dir():
+            raise ServerError(f"no models folder at {self.models_dir}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "settings.json").write_text(json.dumps(self.settings, indent=2) + "\n")
+        link = self.run_dir / "models"
+        if link.is_symlink() or link.exists():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(self.models_dir, target_is_directory=True)
+        return self.run_dir
+
+    def start(self, wait: bool = True, timeout: float = 120.0) -> "Server":
+        """Start ``mlserver start`` in the background; by default wait until it is ready."""
+        for key in ("http_port", "grpc_port", "metrics_port"):
+            if port_in_use(self.settings[key], self.host):
+                raise ServerError(
+                    f"port {self.settings[key]} ({key}) is already in use: stop the other server "
+                    f"(`make stop`) or choose another port, e.g. `make serve HTTP_PORT=9080 "
+                    f"GRPC_PORT=9081 METRICS_PORT=9082`"
+                )
+        self.prepare()
+        mlserver = Path(sys.executable).with_name("mlserver")
+        env = {**os.environ, **self.env}
+        env.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [str(mlserver), "start", str(self.run_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # so stop() can end the server and its workers together
+        )
+        (self.run_dir / "pid").write_text(str(self.process.pid))
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll ``/v2/health/ready`` until every model is loaded; raise with the log if it dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(f"mlserver exited with code {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.http_url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise ServerError(f"mlserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the server and its inference workers (SIGTERM, then SIGKILL)."""
+        if self.process is None:
+            stop_pid_file(self.run_dir / "pid", timeout)
+            return
+        _stop_group(self.process.pid, timeout, self.process)
+        self.process = None
+        (self.run_dir / "pid").unlink(missing_ok=True)
+
+    def __enter__(self) -> "Server":
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _stop_group(pid: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None:
+            if process.poll() is not None:
+                break
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process is not None:
+        process.wait()
+
+
+def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> bool:
+    """Stop a server started earlier (e.g. by ``make serve`` in another terminal)."""
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    _stop_group(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def stop_all() -> list[str]:
+    """Stop every server this repository started; returns the run folders that had one."""
+    stopped = []
+    for pid_file in sorted(paths.RUN.glob("*/pid")):
+        if stop_pid_file(pid_file):
+            stopped.append(pid_file.parent.name)
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run mlserver in the foreground until Ctrl-C")
+    serve.add_argument("--models", default=str(paths.MODELS))
+    serve.add_argument("--settings", default=str(DEFAULT_SETTINGS))
+    serve.add_argument("--name", default="serve")
+    serve.add_argument("--host")
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--grpc-port", type=int)
+    serve.add_argument("--metrics-port", type=int)
+    sub.add_parser("stop", help="stop every server started from this repository")
+    args = parser.parse_args(argv)
+
+    if args.command == "stop":
+        stopped = stop_all()
+        print("stopped: " + ", ".join(stopped) if stopped else "no server was running")
+        return 0
+
+    models = Path(args.models)
+    if not any(models.glob("*/model-settings.json")) and not any(models.glob("**/model-settings.json")):
+        print(
+            f"{models} has no model folders yet. Run the stage-1 notebooks, or `make stage-2` to "
+            f"catch up, or `make up` for the finished platform.",
+            file=sys.stderr,
+        )
+        return 1
+    server = Server(
+        models_dir=models,
+        settings_file=args.settings,
+        name=args.name,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+    )
+    server.start(wait=False)
+    print(f"mlserver starting on {server.http_url} (gRPC {server.grpc_address}); log: {server.log_path}")
+    try:
+        server.wait_ready()
+        print(f"ready: {server.http_url}/v2/models  metrics: {server.metrics_url}", flush=True)
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    except ServerError as exc:
+        print(exc, file=sys.stderr)
+        server.stop()
+        return 1
+    finally:
+        if server.process is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

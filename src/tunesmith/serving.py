@@ -1,0 +1,212 @@
+"""Reading V2 inference requests safely inside MLServer runtimes.
+
+MLServer checks that a request is well-formed JSON in the V2 shape, but not that an input's
+``shape`` agrees with its data, that the datatype is the one the model expects, or that values are
+in range. A runtime that trusts the request turns those mistakes into a 500 (or a hung worker).
+These helpers raise :class:`BadInput`, an ``MLServerError`` with status 400 whose message names the
+input and the problem; MLServer passes it back to the caller over REST and gRPC alike (also from
+parallel inference workers), and the server keeps serving.
+
+Limits (how many prompts, how long a prompt, ...) come from the model's ``model-settings.json``
+under ``parameters.extra``, so they are explicit, per-model settings rather than constants hidden in
+code: see :func:`limit`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from mlserver.codecs import StringCodec
+from mlserver.errors import MLServerError
+from mlserver.settings import ModelSettings
+from mlserver.types import InferenceRequest, RequestInput
+
+INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+FLOAT_TYPES = {"FP16", "FP32", "FP64"}
+
+
+class BadInput(MLServerError):
+    """A request the model cannot serve because of what the caller sent (HTTP 400)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status_code=400)
+
+
+def limit(settings: ModelSettings, key: str, default: Any) -> Any:
+    """Read an explicit limit from ``parameters.extra`` in model-settings.json.
+
+    Args:
+        settings: the runtime's ``self.settings``.
+        key: the name of the limit, e.g. ``"max_prompts"``.
+        default: used when the model folder does not set it.
+    """
+    params = settings.parameters
+    extra = (params.extra if params is not None else None) or {}
+    return extra.get(key, default)
+
+
+def find_input(request: InferenceRequest, name: str, *, required: bool = True) -> RequestInput | None:
+    """Return the input called ``name``; a missing required input names the ones that were sent."""
+    for inp in request.inputs:
+        if inp.name == name:
+            return inp
+    if required:
+        sent = ", ".join(repr(i.name) for i in request.inputs) or "none"
+        raise BadInput(f"missing input {name!r} (inputs sent: {sent})")
+    return None
+
+
+def _flat(data: Any) -> list:
+    """V2 allows tensor data flattened or nested row by row; work with the flat list."""
+    root = getattr(data, "root", data)
+    if isinstance(root, (bytes, str)):
+        return [root]
+    out: list = []
+    for item in root:
+        if isinstance(item, (list, tuple)):
+            out.extend(_flat(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _check_shape(inp: RequestInput, values: Sequence) -> None:
+    """The product of ``shape`` must equal the number of elements sent."""
+    if any(d < 0 for d in inp.shape):
+        raise BadInput(f"input {inp.name!r}: shape {inp.shape} has a negative dimension")
+    expected = math.prod(inp.shape)
+    if expected != len(values):
+        raise BadInput(
+            f"input {inp.name!r}: shape {inp.shape} says {expected} element(s) "
+            f"but {len(values)} were sent"
+        )
+
+
+def _check_datatype(inp: RequestInput, allowed: set[str]) -> None:
+    if inp.datatype not in allowed:
+        want = " or ".join(sorted(allowed))
+        raise BadInput(f"input {inp.name!r} must be {want}, got {inp.datatype}")
+
+
+def read_strings(
+    request: InferenceRequest,
+    name: str,
+    *,
+    max_items: int,
+    max_chars: int,
+    required: bool = True,
+    allow_empty: bool = False,
+) -> list[str] | None:
+    """Decode a BYTES input into a list of UTF-8 strings, enforcing count and length limits.
+
+    Args:
+        request: the inference request.
+        name: input name, e.g. ``"prompt"``.
+        max_items: most strings allowed in one request (the ``[N]`` of the contract).
+        max_chars: most characters allowed in one string.
+        required: raise when the input is absent (else return ``None``).
+        allow_empty: accept empty strings.
+    """
+    inp = find_input(request, name, required=required)
+    if inp is None:
+        return None
+    _check_datatype(inp, {"BYTES"})
+    values = _flat(inp.data)
+    _check_shape(inp, values)
+    if not values:
+        raise BadInput(f"input {name!r} is empty")
+    if len(values) > max_items:
+        raise BadInput(f"input {name!r} has {len(values)} items; at most {max_items} per request")
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = StringCodec.decode_input(
+                    RequestInput(name=name, datatype="BYTES", shape=[1], data=[bytes(value)])
+                )[0]
+            except UnicodeDecodeError:
+                raise BadInput(f"input {name!r}[{i}] is not UTF-8 text") from None
+        if not isinstance(value, str):
+            raise BadInput(f"input {name!r}[{i}] must be text, got {type(value).__name__}")
+        if len(value) > max_chars:
+            raise BadInput(f"input {name!r}[{i}] has {len(value)} characters; at most {max_chars}")
+        if not allow_empty and not value.strip():
+            raise BadInput(f"input {name!r}[{i}] is empty")
+        out.append(value)
+    return out
+
+
+def read_bytes(request: InferenceRequest, name: str, *, max_bytes: int, required: bool = True) -> bytes | None:
+    """Decode a single-element BYTES input as raw bytes (e.g. an encoded WAV file).
+
+    Over gRPC the bytes arrive as they are; over REST JSON a BYTES element is a string, which is
+    taken as base64 when it decodes as such, so a REST client can send binary data.
+    """
+    import base64
+    import binascii
+
+    inp = find_input(request, name, required=required)
+    if inp is None:
+        return None
+    _check_datatype(inp, {"BYTES"})
+    values = _flat(inp.data)
+    _check_shape(inp, values)
+    if len(values) != 1:
+        raise BadInput(f"input {name!r} must hold exactly one element, got {len(values)}")
+    value = values[0]
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            value = value.encode("utf-8")
+    if not value:
+        raise BadInput(f"input {name!r} is empty")
+    if len(value) > max_bytes:
+        raise BadInput(f"input {name!r} has {len(value)} bytes; at most {max_bytes}")
+    return bytes(value)
+
+
+def read_scalar(
+    request: InferenceRequest,
+    name: str,
+    *,
+    kind: type,
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+) -> Any:
+    """Read an optional single-number input such as ``seed`` or ``temperature``.
+
+    Args:
+        kind: ``int`` or ``float``; the V2 datatype must be an integer or float type to match.
+        default: returned when the input is absent.
+        low, high: the allowed range; values outside it are refused with the range in the message.
+        low_inclusive: whether ``low`` itself is allowed (temperature must be > 0, tempo > 0).
+    """
+    inp = find_input(request, name, required=False)
+    if inp is None:
+        return default
+    _check_datatype(inp, INTEGER_TYPES if kind is int else INTEGER_TYPES | FLOAT_TYPES)
+    values = _flat(inp.data)
+    _check_shape(inp, values)
+    if len(values) != 1:
+        raise BadInput(f"input {name!r} must hold exactly one number, got {len(values)}")
+    value = values[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f"input {name!r} must be a number, got {value!r}")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise BadInput(f"input {name!r} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise BadInput(f"input {name!r} must be finite, got {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    if too_low or (high is not None and value > high):
+        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
+        hi = "" if high is None else f"{high}]"
+        raise BadInput(f"input {name!r} = {value!r} is out of range {lo}, {hi}".replace(" ,", ","))
+    return value
