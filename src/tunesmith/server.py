@@ -232,34 +232,26 @@ def stop_all() -> list[str]:
     return stopped
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run mlserver in the foreground until Ctrl-C")
-    serve.add_argument("--models", default=str(paths.MODELS))
-    serve.add_argument("--settings", default=str(DEFAULT_SETTINGS))
-    serve.add_argument("--name", default="serve")
-    serve.add_argument("--host")
-    serve.add_argument("--http-port", type=int)
-    serve.add_argument("--grpc-port", type=int)
-    serve.add_argument("--metrics-port", type=int)
-    sub.add_parser("stop", help="stop every server started from this repository")
-    args = parser.parse_args(argv)
+def _add_server_args(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--models", default=str(paths.MODELS), help="folder of model folders")
+    parser.add_argument("--settings", default=str(DEFAULT_SETTINGS), help="server settings.json")
+    parser.add_argument("--name", default=name, help="run folder under .run/ (one per server)")
+    parser.add_argument("--host")
+    parser.add_argument("--http-port", type=int)
+    parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--metrics-port", type=int)
 
-    if args.command == "stop":
-        stopped = stop_all()
-        print("stopped: " + ", ".join(stopped) if stopped else "no server was running")
-        return 0
 
+def _server_from_args(args: argparse.Namespace) -> Server | None:
     models = Path(args.models)
-    if not any(models.glob("*/model-settings.json")) and not any(models.glob("**/model-settings.json")):
+    if not any(models.glob("**/model-settings.json")):
         print(
             f"{models} has no model folders yet. Run the stage-1 notebooks, or `make stage-2` to "
             f"catch up, or `make up` for the finished platform.",
             file=sys.stderr,
         )
-        return 1
-    server = Server(
+        return None
+    return Server(
         models_dir=models,
         settings_file=args.settings,
         name=args.name,
@@ -268,21 +260,45 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
     )
-    server.start(wait=False)
-    print(f"mlserver starting on {server.http_url} (gRPC {server.grpc_address}); log: {server.log_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_server_args(sub.add_parser("serve", help="run mlserver in the foreground until Ctrl-C"), "serve")
+    _add_server_args(sub.add_parser("start", help="start mlserver in the background, wait until ready"), "background")
+    stop = sub.add_parser("stop", help="stop servers started from this repository")
+    stop.add_argument("--name", help="only this run folder (default: all)")
+    args = parser.parse_args(argv)
+
+    if args.command == "stop":
+        if args.name:
+            stopped = [args.name] if stop_pid_file(paths.RUN / args.name / "pid") else []
+        else:
+            stopped = stop_all()
+        print("stopped: " + ", ".join(stopped) if stopped else "no server was running")
+        return 0
+
+    server = _server_from_args(args)
+    if server is None:
+        return 1
     try:
+        server.start(wait=False)
+        print(f"mlserver starting on {server.http_url} (gRPC {server.grpc_address}); log: {server.log_path}")
         server.wait_ready()
-        print(f"ready: {server.http_url}/v2/models  metrics: {server.metrics_url}", flush=True)
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
     except ServerError as exc:
         print(exc, file=sys.stderr)
         server.stop()
         return 1
+    print(f"ready: {server.http_url}/v2/models/<name>/infer  metrics: {server.metrics_url}", flush=True)
+    if args.command == "start":
+        return 0
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        if server.process is not None:
-            server.stop()
+        server.stop()
     return 0
 
 

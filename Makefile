@@ -1,0 +1,101 @@
+# Music microservices workshop. `make` (or `make help`) lists every target.
+#
+# Ports and address can be given as make variables or environment variables, e.g.
+#   make serve HTTP_PORT=9080 GRPC_PORT=9081 METRICS_PORT=9082
+#   UI_PORT=7861 make app
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+HOST ?= 127.0.0.1
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+METRICS_PORT ?= 8082
+UI_PORT ?= 7860
+export HOST HTTP_PORT GRPC_PORT METRICS_PORT UI_PORT
+
+PLATFORM := build/platform/models
+SERVER_URL := http://$(HOST):$(HTTP_PORT)
+PORTS := --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+# Nothing here may reach for a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: help setup serve app up stop test test-fast data train eval bench \
+        stage-1 stage-2 stage-3 solution platform clean
+
+help: ## List every target (this text)
+	@echo "Music microservices workshop: make <target> [HTTP_PORT=8080 GRPC_PORT=8081 METRICS_PORT=8082 UI_PORT=7860 HOST=127.0.0.1]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "Python 3.10 to 3.12 is needed; " + sys.version.split()[0] + " found. Try make setup PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install everything (runs once; again when requirements change)
+
+serve: setup ## Run MLServer on your models/ in this terminal (Ctrl-C stops it)
+	$(PY) -m tunesmith.server serve --models models --name serve $(PORTS)
+
+app: setup ## Run the Gradio UI against the server at HOST:HTTP_PORT
+	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
+
+platform: setup ## Build the finished platform (every stage's models) into build/platform/models
+	$(PY) -m tunesmith.stages solution --into $(PLATFORM) --no-backup
+
+up: platform ## Run the finished platform: server + UI (your models/ is not touched)
+	trap '$(PY) -m tunesmith.server stop --name platform' EXIT
+	$(PY) -m tunesmith.server start --models $(PLATFORM) --name platform $(PORTS)
+	echo "UI on http://$(HOST):$(UI_PORT)  (Ctrl-C stops the UI and the server)"
+	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
+
+stop: ## Stop every server started from this repository
+	@$(PY) -m tunesmith.server stop
+
+test: setup ## Run the whole test suite (unit, runtimes, real server, notebooks, UI)
+	$(PY) -m pytest
+
+test-fast: setup ## Run only the quick tests (no server, notebooks or browser)
+	$(PY) -m pytest -m "not server and not notebooks and not ui and not browser"
+
+data: setup ## Extract and split the ABC tunes from music21's corpus into data/abc/
+	$(PY) -m tunesmith.corpus
+
+train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
+	$(PY) -m tunesmith.train
+
+eval: setup ## Print the generator's quality table (parse rate, bars, key fit, novelty)
+	$(PY) -m tunesmith.evaluate
+
+bench: setup ## Print latency and throughput tables: in-process vs REST vs gRPC
+	$(PY) -m tunesmith.bench
+
+stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)
+	$(PY) -m tunesmith.stages stage-1 --into models
+
+stage-2: setup ## Reset models/ to the start of stage 2 (everything stage 1 builds)
+	$(PY) -m tunesmith.stages stage-2 --into models
+
+stage-3: setup ## Reset models/ to the start of stage 3 (everything stages 1 and 2 build)
+	$(PY) -m tunesmith.stages stage-3 --into models
+
+solution: setup ## Put the finished platform in models/ (your models/ is backed up first)
+	$(PY) -m tunesmith.stages solution --into models
+
+clean: ## Remove generated files (.run, build, caches); keeps .venv, models/ and backups/
+	-$(PY) -m tunesmith.server stop 2>/dev/null
+	rm -rf .run build .pytest_cache data/abc
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,43 @@
+"""Fixtures shared by the whole suite.
+
+The platform under test is built exactly as `make up` builds it: the notebooks' own file-writing
+cells are replayed into a temporary models folder (``tunesmith.stages.materialize``), and a real
+``mlserver start`` serves it on free ports. The repository's own ``models/`` is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def platform_models(tmp_path_factory) -> Path:
+    """Every stage's model folders, materialised from the notebooks into a temporary folder."""
+    from tunesmith.stages import materialize
+
+    models = tmp_path_factory.mktemp("platform") / "models"
+    materialize("solution", models, backup=False)
+    return models
+
+
+@pytest.fixture(scope="session")
+def platform_server(platform_models):
+    """A real mlserver serving the finished platform on free ports, for the whole session."""
+    from tunesmith.server import Server, free_port
+
+    server = Server(
+        models_dir=platform_models,
+        name=f"pytest-{os.getpid()}",
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+    )
+    with server:
+        yield server
