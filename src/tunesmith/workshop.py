@@ -1,0 +1,232 @@
+"""Notebook conveniences: start, reuse and stop the workshop's MLServer, copy shipped weights.
+
+Every notebook that talks to the server begins with ``server = start_server()``. Learners switch
+notebooks (each with its own kernel), run ``make serve`` in a terminal, or change a runtime and
+forget to restart; so ``start_server`` does not blindly start a new process:
+
+* a server from this repository already answers on the port: it is reused, unless it serves
+  another folder or the model folders changed since it (re)loaded them, then it is restarted;
+* nothing answers: a new ``mlserver start`` is launched (see :mod:`tunesmith.server`);
+* something else holds the port: an error says how to pick other ports.
+
+Ports come from the environment (``HTTP_PORT``, ``GRPC_PORT``, ``METRICS_PORT``; default 8080,
+8081, 8082), the same variables ``make serve`` reads, so a notebook and a terminal agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import requests
+
+from . import paths
+from .server import Server, ServerError, port_in_use, stop_pid_file
+
+DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
+FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded
+
+_started: Server | None = None  # the server this kernel launched, so stop_server() can reap it
+
+
+def ports() -> dict[str, int]:
+    """The HTTP, gRPC and metrics ports from the environment, e.g. ``{"http_port": 8080, ...}``."""
+    return {name.lower(): int(os.environ.get(name, default)) for name, default in DEFAULT_PORTS.items()}
+
+
+def fingerprint(models_dir: str | Path) -> str:
+    """A digest of the file names, sizes and modification times under ``models_dir``.
+
+    Cheap enough for gigabytes of weights (contents are not read). ``__pycache__`` is ignored:
+    MLServer writes it when it imports a runtime, which is not a change by the learner.
+    """
+    root = Path(models_dir).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
+def _run_dir_on(http_port: int) -> Path | None:
+    """The run folder (under ``.run/``) of a live server of this repository on ``http_port``."""
+    for settings_file in sorted(paths.RUN.glob("*/settings.json")):
+        run_dir = settings_file.parent
+        try:
+            port = json.loads(settings_file.read_text()).get("http_port")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if port == http_port and _alive(run_dir / "pid"):
+            return run_dir
+    return None
+
+
+def _attach(run_dir: Path) -> Server:
+    """A :class:`Server` handle for a process started elsewhere (another kernel, ``make serve``)."""
+    return Server(
+        models_dir=(run_dir / "models").resolve(),
+        settings_file=run_dir / "settings.json",
+        name=run_dir.name,
+    )
+
+
+def _remember(run_dir: Path, models_dir: Path) -> None:
+    (run_dir / FINGERPRINT).write_text(fingerprint(models_dir))
+
+
+def _changed(run_dir: Path, models_dir: Path) -> bool:
+    """Did the model folders change since the server in ``run_dir`` loaded them?
+
+    Servers started here record a fingerprint; for others (``make serve``) any file newer than the
+    server's pid file counts as a change.
+    """
+    recorded = run_dir / FINGERPRINT
+    if recorded.exists():
+        return recorded.read_text() != fingerprint(models_dir)
+    started = (run_dir / "pid").stat().st_mtime
+    return any(
+        p.stat().st_mtime > started
+        for p in [models_dir, *models_dir.rglob("*")]
+        if "__pycache__" not in p.parts
+    )
+
+
+def model_names(server: Server) -> list[str]:
+    """Names of the models the server has loaded, from the V2 repository index endpoint."""
+    response = requests.post(server.http_url + "/v2/repository/index", json={}, timeout=10)
+    response.raise_for_status()
+    return sorted(m["name"] for m in response.json() if m.get("state") == "READY")
+
+
+def start_server(models_dir: str | Path = "../models", *, restart: bool = False, timeout: float = 300.0) -> Server:
+    """Return a running MLServer serving ``models_dir``, starting or restarting one if needed.
+
+    Args:
+        models_dir: folder of model folders; notebooks run in ``notebooks/``, so the default is the
+            repository's ``models/``.
+        restart: restart even if a suitable server is running (e.g. after editing a runtime
+            outside the notebooks).
+        timeout: seconds to wait for all models to load.
+
+    Returns:
+        A :class:`~tunesmith.server.Server`; ``server.http_url`` and ``server.grpc_address`` say
+        where it listens.
+
+    Raises:
+        ServerError: the port is taken by a process this repository did not start, or the server
+            failed to start (the message ends with its log).
+    """
+    global _started
+    models_dir = Path(models_dir).resolve()
+    if not models_dir.is_dir():
+        raise ServerError(f"no models folder at {models_dir}: run the notebooks in order, or `make stage-2`")
+    port = ports()
+    run_dir = _run_dir_on(port["http_port"])
+    if run_dir is not None:
+        served = (run_dir / "models").resolve()
+        reason = (
+            "you asked for a restart"
+            if restart
+            else f"it serves {served}, not {models_dir}"
+            if served != models_dir
+            else "the model folders changed since it loaded them"
+            if _changed(run_dir, models_dir)
+            else None
+        )
+        if reason is None:
+            server = _attach(run_dir)
+            server.wait_ready(timeout)
+            print(f"Reusing the server at {server.http_url} ({run_dir.name}); models: {', '.join(model_names(server)) or 'none'}")
+            return server
+        print(f"Restarting the server on port {port['http_port']}: {reason}.")
+        if _started is not None and _started.run_dir == run_dir:
+            _started.stop()
+        else:
+            stop_pid_file(run_dir / "pid")
+    elif port_in_use(port["http_port"]):
+        raise ServerError(
+            f"port {port['http_port']} is used by a program this workshop did not start. Stop it, or "
+            f"choose other ports: set HTTP_PORT, GRPC_PORT and METRICS_PORT before starting Jupyter."
+        )
+    server = Server(models_dir=models_dir, name=f"notebook-{port['http_port']}", **port)
+    fingerprint_before = fingerprint(models_dir)  # a file written while loading counts as a change
+    server.start(timeout=timeout)
+    (server.run_dir / FINGERPRINT).write_text(fingerprint_before)
+    _started = server
+    print(f"Server ready at {server.http_url} (gRPC {server.grpc_address}); models: {', '.join(model_names(server)) or 'none'}")
+    print(f"Log: {server.log_path}")
+    return server
+
+
+def stop_server() -> bool:
+    """Stop the workshop server on ``HTTP_PORT`` (whoever started it); True if one was running."""
+    global _started
+    run_dir = _run_dir_on(ports()["http_port"])
+    if run_dir is None:
+        print("No workshop server is running on port", ports()["http_port"])
+        return False
+    if _started is not None and _started.run_dir == run_dir:
+        _started.stop()
+        _started = None
+    else:
+        stop_pid_file(run_dir / "pid")
+    print(f"Stopped the server from {run_dir.name}")
+    return True
+
+
+def load_model(server: Server, name: str) -> dict:
+    """(Re)load one model through the V2 repository API, without restarting the server.
+
+    ``POST /v2/repository/models/<name>/load`` makes MLServer read ``<name>/model-settings.json``
+    again (a new folder is picked up, a changed runtime is re-imported).
+
+    Args:
+        server: the running server.
+        name: the model's name (its folder's ``model-settings.json`` ``name``).
+
+    Returns:
+        The model's metadata (``GET /v2/models/<name>``) once it is loaded.
+    """
+    response = requests.post(f"{server.http_url}/v2/repository/models/{name}/load", timeout=300)
+    if response.status_code != 200:
+        raise ServerError(f"loading {name!r} failed ({response.status_code}): {response.text}\n{server.log_tail(15)}")
+    _remember(server.run_dir, server.models_dir)
+    return requests.get(f"{server.http_url}/v2/models/{name}", timeout=10).json()
+
+
+def copy_checkpoint(name: str, destination: str | Path) -> Path:
+    """Copy a checkpoint shipped in ``checkpoints/<name>`` into a model folder (replacing it).
+
+    A model folder must be self-contained (MLServer and Seldon Core load it as is), so the weights
+    are copied rather than referenced.
+
+    Args:
+        name: the checkpoint folder's name, e.g. ``"tune-generator"``.
+        destination: where to put it, e.g. ``"../models/tune-generator/weights"``.
+
+    Returns:
+        The destination folder.
+    """
+    source = paths.CHECKPOINTS / name
+    if not (source.is_dir() and any(source.iterdir())):
+        raise FileNotFoundError(f"no checkpoint at {source}: it ships with the repository (`git status` {source})")
+    destination = Path(destination)
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    size = sum(p.stat().st_size for p in destination.rglob("*") if p.is_file())
+    print(f"Copied {source.relative_to(paths.REPO)} to {destination} ({size / 1e6:.1f} MB)")
+    return destination
