@@ -39,7 +39,8 @@ def test_encode_wav_is_a_16_bit_pcm_wav_file():
     data = encode_wav(tone(), 22050)
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     info = sf.info(io.BytesIO(data))
-    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == ("WAV", "PCM_16", 22050, 1, 22050)
+    described = (info.format, info.subtype, info.samplerate, info.channels, info.frames)
+    assert described == ("WAV", "PCM_16", 22050, 1, 22050)
 
 
 def test_wav_round_trip_keeps_samples_and_rate():
@@ -95,7 +96,9 @@ def test_float_audio_above_full_scale_is_scaled_into_range():
     assert np.max(np.abs(samples)) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("data", [b"this is not audio at all", bytes(range(256)) * 4, b"RIFF\x00\x00\x00\x00WAVE"])
+@pytest.mark.parametrize(
+    "data", [b"this is not audio at all", bytes(range(256)) * 4, b"RIFF\x00\x00\x00\x00WAVE"]
+)
 def test_bytes_that_are_not_audio(data):
     with pytest.raises(NotAudioError, match="not a readable audio file"):
         decode_audio(data)
