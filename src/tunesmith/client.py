@@ -61,6 +61,14 @@ CONNECT_TIMEOUT = 5.0
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
 
 _NOT_READY = re.compile(r"model .* (not found|is not ready)", re.IGNORECASE)
+# MLServer's parallel inference workers send an error back as "package.module.ErrorClass: message";
+# the dotted class name means nothing to a person reading the message.
+_ERROR_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*:\s*")
+
+
+def server_message(text: str) -> str:
+    """The server's error text without a leading ``package.module.ErrorClass:``."""
+    return _ERROR_CLASS_PREFIX.sub("", text.strip(), count=1)
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -363,7 +371,7 @@ class MusicClient(_MusicApi):
         except ValueError:
             return response.text.strip() or response.reason
         if isinstance(body, dict) and body.get("error"):
-            return str(body["error"])
+            return server_message(str(body["error"]))
         if isinstance(body, dict) and body.get("detail"):  # FastAPI's own validation errors
             return str(body["detail"])
         return response.text.strip()
@@ -496,7 +504,7 @@ class GrpcMusicClient(_MusicApi):
         try:
             return method(message, timeout=timeout)
         except grpc.RpcError as exc:
-            code, text = exc.code(), exc.details() or ""
+            code, text = exc.code(), server_message(exc.details() or "")
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ServerUnavailable(self.target) from exc
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -1,0 +1,1 @@
+"""The Tunesmith web UI (Gradio); run it with ``python -m app`` from the repository root."""

@@ -1,0 +1,83 @@
+"""The Gradio app, launched for real and driven through its API with gradio_client."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import soundfile
+from gradio_client import Client
+
+from conftest import launched
+
+pytestmark = pytest.mark.ui
+
+COMPOSE_INPUTS = ["prompt", "temperature", "tempo", "instrument", "seed", "bars"]
+COMPOSE_OUTPUTS = ["message", "abc", "notation", "audio", "waveform", "spectrogram"]
+
+
+def test_instruments_are_the_synthesizers(app_module):
+    from tunesmith.synth import INSTRUMENTS
+
+    assert app_module.INSTRUMENTS == INSTRUMENTS
+    assert app_module.DEFAULT_INSTRUMENT in INSTRUMENTS
+
+
+def test_compose_endpoint_signature(app_module, closed_url):
+    with launched(app_module, closed_url) as url:
+        api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+    compose = api["named_endpoints"]["/compose"]
+    assert [p["parameter_name"] for p in compose["parameters"]] == COMPOSE_INPUTS
+    assert [not p["parameter_has_default"] for p in compose["parameters"]] == [True] + [False] * 5
+    assert [r["label"].lower() for r in compose["returns"]] == COMPOSE_OUTPUTS
+    assert "/status" in api["named_endpoints"]
+
+
+def test_server_down_is_said_plainly(app_module, closed_url):
+    down = f"The inference server at {closed_url} is not running. Start it with `make serve`."
+    with launched(app_module, closed_url) as url:
+        client = Client(url, verbose=False)
+        message, abc, notation, audio, wave, spec = client.predict("a lively jig in D", api_name="/compose")
+        status = client.predict(api_name="/status")
+    assert message == f"Could not compose: {down}"
+    assert (abc, notation, audio, wave, spec) == ("", "", None, None, None)
+    assert status == down
+
+
+def test_empty_prompt_asks_for_one(app_module, closed_url):
+    with launched(app_module, closed_url) as url:
+        message = Client(url, verbose=False).predict("   ", api_name="/compose")[0]
+    assert message.startswith("Write a prompt first")
+
+
+@pytest.mark.server
+def test_compose_writes_engraves_and_plays_a_tune(app_module, ui_server):
+    with launched(app_module, ui_server.http_url) as url:
+        client = Client(url, verbose=False)
+        message, abc, notation, audio, wave, spec = client.predict(
+            "a lively jig in D", 0.9, 100, "flute", 7, 8, api_name="/compose"
+        )
+    assert message.startswith("Composed and played on flute at 100 bpm"), message
+    for header in ("X:", "T:", "M:", "K:"):
+        assert re.search(rf"^{header}", abc, re.MULTILINE), (header, abc)
+    assert "<svg" in notation or "No notation" in notation
+    info = soundfile.info(audio)
+    assert info.format == "WAV" and info.frames > 0
+    assert wave["type"] == spec["type"] == "matplotlib"
+
+
+@pytest.mark.server
+def test_status_names_the_loaded_models(app_module, ui_server):
+    with launched(app_module, ui_server.http_url) as url:
+        status = Client(url, verbose=False).predict(api_name="/status")
+    assert status.startswith(f"Inference server at {ui_server.http_url} is running")
+    assert "`tune-generator` ready" in status and "`synthesizer` ready" in status
+
+
+@pytest.mark.server
+def test_bad_request_shows_the_servers_message(app_module, ui_server):
+    with launched(app_module, ui_server.http_url) as url:
+        message = Client(url, verbose=False).predict("jig " * 5000, api_name="/compose")[0]
+    assert message.startswith("Could not compose: ")
+    assert "prompt" in message and "characters" in message
+    assert "Traceback" not in message
