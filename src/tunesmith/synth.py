@@ -17,7 +17,9 @@ The pipeline has two halves:
 
 Everything that could be wrong in a request raises a :class:`SynthError` subclass (a
 ``ValueError``) whose message names the problem and the allowed values, so a serving runtime can
-answer with HTTP 400. Nothing is cached between calls: every rendering parses its own text.
+answer with HTTP 400. Tempos are quarter notes per minute, whatever the meter. Nothing is cached
+between calls; a caller that needs both the length and the audio parses once with
+:func:`parse_tune` and passes the :class:`Tune` on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
-from music21 import converter, meter, stream
+from music21 import bar, converter, meter, repeat, stream
 from music21 import tempo as m21tempo
 from scipy.signal import butter, lfilter
 
@@ -114,7 +116,8 @@ class Tune:
         events: notes and rests, sorted by onset.
         tempo: quarter notes per minute from the tune's Q: field, or ``None`` if it has none.
         meter: the first time signature, e.g. ``"6/8"`` (``"2/2"`` for ``M:C|``), or ``None``.
-        repeats_expanded: whether repeats were played out (see the module docstring).
+        repeats_expanded: False when the tune has repeat marks that were not played out
+            (``expand_repeats=False``, or marks music21 cannot resolve); True otherwise.
     """
 
     events: tuple[NoteEvent, ...]
@@ -167,7 +170,10 @@ def _parse_score(abc: str) -> stream.Score:
     # music21 signals malformed ABC with many exception types (ABCHandlerException, IndexError,
     # AttributeError, ...), none of which mean a fault of the server.
     except Exception as exc:  # noqa: BLE001
-        raise NotABCError(f"music21 cannot parse this ABC: {_first_line(exc)}") from exc
+        hint = ""
+        if "default note length" in str(exc):
+            hint = " (the header needs an L: (note length) or M: (meter) field before K:)"
+        raise NotABCError(f"music21 cannot parse this ABC{hint}: {_first_line(exc)}") from exc
     if isinstance(score, stream.Opus):
         scores = list(score.scores)
         if not scores:
@@ -181,8 +187,18 @@ def _parts(score: stream.Stream) -> list[stream.Stream]:
     return parts or [score]
 
 
+def _has_repeats(part: stream.Stream) -> bool:
+    return bool(part.recurse().getElementsByClass((bar.Repeat, repeat.RepeatExpression)))
+
+
 def _expand(part: stream.Stream) -> tuple[stream.Stream, bool]:
-    """Play repeats out when music21 can; it needs bar lines and well-formed repeat marks."""
+    """Play repeats out when music21 can; it needs bar lines and well-formed repeat marks.
+
+    Returns the part to play and whether it holds no unplayed repeats. ``expandRepeats`` copies
+    the whole part (about a third of the parsing time), so tunes without repeat marks skip it.
+    """
+    if not _has_repeats(part):
+        return part, True
     if not part.getElementsByClass(stream.Measure):
         return part, False
     try:
@@ -273,7 +289,7 @@ def parse_tune(abc: str, *, expand_repeats: bool = True) -> Tune:
     events: list[NoteEvent] = []
     expanded_all = True
     for part in _parts(score):
-        played, expanded = _expand(part) if expand_repeats else (part, False)
+        played, expanded = _expand(part) if expand_repeats else (part, not _has_repeats(part))
         expanded_all = expanded_all and expanded
         events.extend(_part_events(played, beat, bar_length))
     if not any(not e.is_rest for e in events):
@@ -285,7 +301,7 @@ def parse_tune(abc: str, *, expand_repeats: bool = True) -> Tune:
         events=tuple(events),
         tempo=float(q_tempo) if q_tempo else None,
         meter=signature.ratioString if signature is not None else None,
-        repeats_expanded=expand_repeats and expanded_all,
+        repeats_expanded=expanded_all,
     )
 
 

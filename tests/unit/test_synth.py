@@ -71,6 +71,10 @@ def test_repeats_can_be_left_as_written():
     assert tune.quarter_length == 12.0
 
 
+def test_tune_without_repeat_marks_counts_as_expanded():
+    assert parse_tune(abc("CDEF|GABc|"), expand_repeats=False).repeats_expanded
+
+
 def test_badly_formed_repeats_play_as_written():
     tune = parse_tune(abc("|:CDEF|GABc|"))
     assert not tune.repeats_expanded
@@ -107,6 +111,11 @@ def test_voices_play_together():
     text = "X:1\nM:4/4\nL:1/4\nK:C\nV:1\nCDEF|GABc|\nV:2\nC,D,E,F,|G,A,B,C|\n"
     events = note_events(text)
     assert [e.pitch for e in events if e.onset == 0.0] == [48, 60]
+
+
+def test_only_the_first_tune_of_several_is_used():
+    text = abc("CDEF|") + "\n" + abc("cdef|").replace("X:1", "X:2")
+    assert [e.pitch for e in note_events(text)] == [60, 62, 64, 65]
 
 
 def test_q_field_sets_the_tempo():
@@ -193,7 +202,8 @@ def test_plucked_instruments_decay_while_wind_sustains():
         ("Hello, this is a sentence and not a tune.", "no K:"),
         ('{"prompt": "a jig"}', "no K:"),
         ("/etc/passwd", "no K:"),
-        ("X:1\nK:D\nABc|", "music21 cannot parse"),
+        ("X:1\nK:D\nABc|", "music21 cannot parse this ABC .*L: .*M: "),
+        ("X:1\nM:4/4\nL:1/8\nK:D\n[ABc|", "music21 cannot parse"),
         ("X:1\nT:only headers\nM:4/4\nL:1/8\nK:D\n", "no notes"),
         ("X:1\nM:4/4\nL:1/8\nK:D\nz8|z8|", "no notes"),
         (b"X:1\nK:D\nABc|", "must be text"),
