@@ -222,7 +222,10 @@ def copy_checkpoint(name: str, destination: str | Path) -> Path:
     """
     source = paths.CHECKPOINTS / name
     if not (source.is_dir() and any(source.iterdir())):
-        raise FileNotFoundError(f"no checkpoint at {source}: it ships with the repository (`git status` {source})")
+        raise FileNotFoundError(
+            f"no checkpoint at {source}: it is committed with the repository (restore it with "
+            f"`git checkout -- checkpoints/{name}`, or rebuild it with `make train`)"
+        )
     destination = Path(destination)
     if destination.exists():
         shutil.rmtree(destination)

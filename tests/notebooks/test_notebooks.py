@@ -1,0 +1,131 @@
+"""Execute every workshop notebook headless, in reading order, as a learner would.
+
+The notebooks run in a scratch copy of the repository layout (``<tmp>/notebooks`` next to an empty
+``<tmp>/models``), so their ``../models/...`` cells write there and the repository's own ``models/``
+is never touched. The kernel gets free ports through ``HTTP_PORT``/``GRPC_PORT``/``METRICS_PORT``,
+the variables ``tunesmith.workshop.start_server`` reads, so the server the notebooks start cannot
+clash with anything else running. Every cell runs, exercises' solutions included, except the cells
+tagged ``skip-ci`` (e.g. one that blocks to keep the UI open); the server is stopped at the end,
+also when a notebook fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from tunesmith import paths, stages
+from tunesmith.server import free_port, stop_pid_file
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.server, pytest.mark.slow]
+
+NOTEBOOKS = [nb.path for nb in stages.notebooks()]
+CELL_TIMEOUT = 120  # seconds per cell; every cell is meant to run in seconds on 2 cores
+SKIP_TAG = "skip-ci"
+
+
+class Workspace:
+    """A scratch repository layout plus the kernel environment, shared by the notebooks in order."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.notebooks = root / "notebooks"
+        self.models = root / "models"
+        self.notebooks.mkdir(parents=True)
+        self.models.mkdir()
+        self.http_port = free_port()
+        self.env = {
+            **os.environ,
+            "HTTP_PORT": str(self.http_port),
+            "GRPC_PORT": str(free_port()),
+            "METRICS_PORT": str(free_port()),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+        }
+        self.run_dir = paths.RUN / f"notebook-{self.http_port}"
+        self.executed: list[str] = []
+        self.seconds: dict[str, float] = {}
+
+    def execute(self, source: Path) -> None:
+        """Run one notebook to the end; raise with the failing cell and the server log."""
+        target = self.notebooks / source.name
+        shutil.copy(source, target)
+        nb = nbformat.read(target, as_version=4)
+        client = NotebookClient(
+            nb,
+            timeout=CELL_TIMEOUT,
+            kernel_name="python3",
+            skip_cells_with_tag=SKIP_TAG,
+            resources={"metadata": {"path": str(self.notebooks)}},
+        )
+        start = time.monotonic()
+        try:
+            client.execute(env=self.env)
+        except CellExecutionError as exc:
+            raise AssertionError(f"{source.name} failed:\n{exc}\n\nserver log:\n{self.log_tail()}") from None
+        finally:
+            self.seconds[source.name] = time.monotonic() - start
+            self.executed.append(source.name)
+            nbformat.write(nb, target)  # the executed copy, outputs included, for a look after a failure
+
+    def catch_up_to(self, source: Path) -> None:
+        """Run the notebooks before ``source`` that have not run yet (e.g. under ``-k``)."""
+        for earlier in NOTEBOOKS[: NOTEBOOKS.index(source)]:
+            if earlier.name not in self.executed:
+                self.execute(earlier)
+
+    def log_tail(self) -> str:
+        log = self.run_dir / "mlserver.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no server log)"
+
+    def stop_server(self) -> None:
+        stop_pid_file(self.run_dir / "pid")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("workshop"))
+    try:
+        yield ws
+    finally:
+        ws.stop_server()
+        if ws.seconds:
+            print("\nnotebook execution times: " + ", ".join(f"{k}: {v:.0f} s" for k, v in ws.seconds.items()))
+
+
+def test_the_notebooks_are_there():
+    assert [p.name[:4] for p in NOTEBOOKS[:4]] == ["1.1-", "1.2-", "1.3-", "1.4-"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_from_top_to_bottom(workspace, notebook, record_property):
+    workspace.catch_up_to(notebook)
+    workspace.execute(notebook)
+    record_property("seconds", round(workspace.seconds[notebook.name], 1))
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_stage_reset_replays_exactly_what_the_notebooks_wrote(workspace, tmp_path):
+    """One source of truth: `make stage-N` / `make up` build what running the notebooks builds."""
+    for notebook in NOTEBOOKS:
+        if notebook.name not in workspace.executed:
+            workspace.execute(notebook)
+    replayed = tmp_path / "models"
+    stages.materialize("solution", replayed, backup=False)
+    assert snapshot(replayed) == snapshot(workspace.models)

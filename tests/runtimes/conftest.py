@@ -1,0 +1,17 @@
+"""Session fixtures: the stage-1 runtimes, loaded once from the materialised solution."""
+
+from __future__ import annotations
+
+import pytest
+from mlserver import MLModel
+from runtime_helpers import load_runtime
+
+
+@pytest.fixture(scope="session")
+def synthesizer(platform_models) -> MLModel:
+    return load_runtime(platform_models, "synthesizer")
+
+
+@pytest.fixture(scope="session")
+def generator(platform_models) -> MLModel:
+    return load_runtime(platform_models, "tune-generator")
