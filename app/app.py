@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-from dataclasses import dataclass
 from typing import Callable
 
 # Offline first: no usage statistics or update checks from Gradio, no hub look-ups.
@@ -64,11 +63,12 @@ CSS = """
 """
 
 
-@dataclass
 class AppContext:
-    """What every tab needs: where the server is, and a way to call it."""
+    """What every tab needs: where the server is, a way to call it, and the app (for page-load events)."""
 
-    server_url: str
+    def __init__(self, server_url: str, demo: gr.Blocks):
+        self.server_url = server_url
+        self.demo = demo
 
     def client(self) -> MusicClient:
         """A fresh client per event: Gradio runs events in threads, and a client is per thread."""
@@ -178,11 +178,24 @@ def compose_tab(ctx: AppContext) -> None:
     def run(prompt, temperature, tempo, instrument, seed, bars):
         return compose(ctx.server_url, prompt, temperature, tempo, instrument, seed, bars)
 
+    def from_link(temperature, tempo, instrument, seed, bars, request: gr.Request):
+        """A link such as ``/?prompt=a+jig+in+D&seed=7`` opens with that tune composed."""
+        query = request.query_params if request is not None else {}
+        text = (query.get("prompt") or "").strip()
+        if not text:
+            return [gr.skip()] * 8
+        try:
+            seed = int(query.get("seed", seed))
+        except ValueError:
+            pass
+        return [text, seed, *run(text, temperature, tempo, instrument, seed, bars)]
+
     inputs = [prompt, temperature, tempo, instrument, seed, bars]
     outputs = [message, abc, notation, audio, wave_plot, spec_plot]
     button.click(run, inputs, outputs, api_name="compose",
                  api_description="Compose a tune for a prompt; returns message, ABC, notation, WAV and plots.")
     prompt.submit(run, inputs, outputs, api_visibility="private")
+    ctx.demo.load(from_link, inputs[1:], [prompt, seed, *outputs], api_visibility="private")
 
 
 TABS: list[tuple[str, Callable[[AppContext], None]]] = [
@@ -202,8 +215,9 @@ def build_app(server_url: str | None = None) -> gr.Blocks:
     Returns:
         The Gradio Blocks app, not yet launched.
     """
-    ctx = AppContext((server_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/"))
+    server_url = (server_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        ctx = AppContext(server_url, demo)
         gr.Markdown(f"# {TITLE}\nFolk tunes from a prompt, served by MLServer over the V2 inference protocol.")
         with gr.Row(equal_height=True):
             status = gr.Markdown(label="Status", elem_classes=["status-line"])

@@ -94,15 +94,44 @@ def abc_to_svg_pages(abc: str, options: dict | None = None, timeout: float = REN
     return answer["pages"]
 
 
+_VIEWBOX = re.compile(r'<svg\b[^>]*?\bviewBox="0 0 ([\d.]+) ([\d.]+)"')
+
+
+def _stack(pages: list[str]) -> str:
+    """Put page SVGs one under another inside a single SVG document.
+
+    One document (rather than several concatenated) is what an ``.svg`` file, a browser and
+    ``IPython.display.SVG`` all accept. Each page becomes a nested ``<svg>`` placed at its offset.
+    """
+    sizes = []
+    for page in pages:
+        match = _VIEWBOX.search(page)
+        if match is None:  # without a viewBox the pages cannot be placed; leave them side by side
+            return "\n".join(pages)
+        sizes.append((float(match.group(1)), float(match.group(2))))
+    width = max(w for w, _ in sizes)
+    parts, y = [], 0.0
+    for page, (w, h) in zip(pages, sizes):
+        body = re.sub(r"^\s*<\?xml[^>]*>\s*", "", page)
+        parts.append(body.replace("<svg", f'<svg x="0" y="{y:g}" width="{w:g}" height="{h:g}"', 1))
+        y += h
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="0 0 {width:g} {y:g}">\n' + "\n".join(parts) + "\n</svg>"
+    )
+
+
 def abc_to_svg(abc: str, options: dict | None = None, timeout: float = RENDER_TIMEOUT) -> str:
-    """Engrave an ABC tune as SVG markup; several pages are joined one after another.
+    """Engrave an ABC tune as one SVG document; a tune longer than a page has its pages stacked.
 
     Args and Raises: as :func:`abc_to_svg_pages`.
 
     Returns:
-        SVG markup, ready to put into an HTML page or to save as ``.svg`` (one page) file.
+        SVG markup, ready to put into an HTML page, show with ``IPython.display.SVG``, or save as a
+        ``.svg`` file.
     """
-    return "\n".join(abc_to_svg_pages(abc, options, timeout))
+    pages = abc_to_svg_pages(abc, options, timeout)
+    return pages[0] if len(pages) == 1 else _stack(pages)
 
 
 def message_svg(text: str, width: int = 640, height: int = 60) -> str:

@@ -98,5 +98,5 @@ def spectrogram(
     db = librosa.amplitude_to_db(power, ref=np.max)
     image = librosa.display.specshow(db, sr=sr, hop_length=hop_length, x_axis="time", y_axis="log", ax=ax, cmap="magma")
     fig.colorbar(image, ax=ax, format="%+2.0f dB")
-    ax.set(title=title)
+    ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
     return fig

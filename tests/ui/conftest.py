@@ -1,22 +1,14 @@
-"""Fixtures for the UI tests: the app module, a launched app, and the server it calls.
-
-The app lives in ``app/app.py`` (run as ``python -m app`` from the repository root), outside the
-installed package; it is loaded here from its file so the tests do not depend on the directory
-pytest was started from.
-"""
+"""Fixtures for the UI tests: the app module, and the inference server it calls."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tunesmith import paths
 from tunesmith.server import free_port
+from ui_launch import load_app_module
 
 STAGE_1_MODELS = ("tune-generator", "synthesizer")
 
@@ -24,30 +16,7 @@ STAGE_1_MODELS = ("tune-generator", "synthesizer")
 @pytest.fixture(scope="session")
 def app_module():
     """``app/app.py`` as a module (``build_app``, ``compose``, ``launch_options``, ...)."""
-    path = paths.REPO / "app" / "app.py"
-    spec = importlib.util.spec_from_file_location("tunesmith_ui_app", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextmanager
-def launched(app_module, server_url: str):
-    """Launch the app on a free port without blocking; yield its URL; close it afterwards."""
-    demo = app_module.build_app(server_url)
-    port = free_port()
-    demo.queue().launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **app_module.launch_options(),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    return load_app_module()
 
 
 def _served_models(models_dir: Path) -> set[str]:

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 from gradio_client import Client
 
-from conftest import launched
+from ui_launch import launched
 
 pytestmark = pytest.mark.ui
 
