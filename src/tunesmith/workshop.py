@@ -231,5 +231,6 @@ def copy_checkpoint(name: str, destination: str | Path) -> Path:
         shutil.rmtree(destination)
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     size = sum(p.stat().st_size for p in destination.rglob("*") if p.is_file())
-    print(f"Copied {source.relative_to(paths.REPO)} to {destination} ({size / 1e6:.1f} MB)")
+    shown = source.relative_to(paths.REPO) if source.is_relative_to(paths.REPO) else source
+    print(f"Copied {shown} to {destination} ({size / 1e6:.1f} MB)")
     return destination
