@@ -4,9 +4,15 @@ Every notebook that talks to the server begins with ``server = start_server()``.
 notebooks (each with its own kernel), run ``make serve`` in a terminal, or change a runtime and
 forget to restart; so ``start_server`` does not blindly start a new process:
 
-* a server from this repository already answers on the port: it is reused, unless it serves
-  another folder or the model folders changed since it (re)loaded them, then it is restarted;
-* nothing answers: a new ``mlserver start`` is launched (see :mod:`tunesmith.server`);
+* a server from this repository already answers on the port and its models are up to date: it is
+  reused;
+* one started by a notebook, whose model folders changed since it loaded them (or which serves
+  another folder): it is restarted;
+* one started in a terminal (``make serve``) whose model folders changed: its models are reloaded
+  through the repository API, so the learner's terminal keeps its server and its log; one serving
+  another folder (``make up``) is left alone, with an error saying how to stop it;
+* nothing answers: a new ``mlserver start`` is launched in the background (see
+  :mod:`tunesmith.server`); it outlives the kernel, so the next notebook reuses it;
 * something else holds the port: an error says how to pick other ports.
 
 Ports come from the environment (``HTTP_PORT``, ``GRPC_PORT``, ``METRICS_PORT``; default 8080,
@@ -28,6 +34,7 @@ from .server import Server, ServerError, port_in_use, stop_pid_file
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
 FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded
+OWNED = "started-by-notebook"  # in the run folder: a notebook started it, so a notebook may restart it
 
 _started: Server | None = None  # the server this kernel launched, so stop_server() can reap it
 
@@ -90,13 +97,13 @@ def _remember(run_dir: Path, models_dir: Path) -> None:
 def _changed(run_dir: Path, models_dir: Path) -> bool:
     """Did the model folders change since the server in ``run_dir`` loaded them?
 
-    Servers started here record a fingerprint; for others (``make serve``) any file newer than the
-    server's pid file counts as a change.
+    Servers started or reloaded here record a fingerprint; for others (``make serve``) any file
+    newer than the server's pid file counts as a change.
     """
     recorded = run_dir / FINGERPRINT
-    if recorded.exists():
-        return recorded.read_text() != fingerprint(models_dir)
     started = (run_dir / "pid").stat().st_mtime
+    if recorded.exists() and recorded.stat().st_mtime >= started:  # not one left by an earlier run
+        return recorded.read_text() != fingerprint(models_dir)
     return any(
         p.stat().st_mtime > started
         for p in [models_dir, *models_dir.rglob("*")]
@@ -109,6 +116,18 @@ def model_names(server: Server) -> list[str]:
     response = requests.post(server.http_url + "/v2/repository/index", json={}, timeout=10)
     response.raise_for_status()
     return sorted(m["name"] for m in response.json() if m.get("state") == "READY")
+
+
+def _reload_all(server: Server, models_dir: Path) -> None:
+    """Bring a server up to date with ``models_dir`` through the repository API, without a restart."""
+    wanted = {}
+    for settings_file in sorted(models_dir.rglob("model-settings.json")):
+        name = json.loads(settings_file.read_text()).get("name") or settings_file.parent.name
+        wanted[name] = settings_file
+    for name in set(model_names(server)) - set(wanted):
+        requests.post(f"{server.http_url}/v2/repository/models/{name}/unload", timeout=60)
+    for name in sorted(wanted):
+        load_model(server, name)
 
 
 def start_server(models_dir: str | Path = "../models", *, restart: bool = False, timeout: float = 300.0) -> Server:
@@ -136,21 +155,27 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
     port = ports()
     run_dir = _run_dir_on(port["http_port"])
     if run_dir is not None:
+        owned = (run_dir / OWNED).exists()
         served = (run_dir / "models").resolve()
-        reason = (
-            "you asked for a restart"
-            if restart
-            else f"it serves {served}, not {models_dir}"
-            if served != models_dir
-            else "the model folders changed since it loaded them"
-            if _changed(run_dir, models_dir)
-            else None
-        )
-        if reason is None:
+        if served != models_dir and not owned and not restart:
+            raise ServerError(
+                f"the server on port {port['http_port']} ({run_dir.name}) serves {served}, not {models_dir}. "
+                f"Stop it (`make stop`, or start_server(restart=True)), or set HTTP_PORT, GRPC_PORT and "
+                f"METRICS_PORT to other ports before starting Jupyter."
+            )
+        changed = served == models_dir and _changed(run_dir, models_dir)
+        if not restart and changed and not owned:  # e.g. `make serve` in a terminal: keep it running
+            server = _attach(run_dir)
+            print(f"The model folders changed since the server from {run_dir.name} loaded them: reloading them.")
+            _reload_all(server, models_dir)
+            print(f"Reusing the server at {server.http_url} ({run_dir.name}); models: {', '.join(model_names(server)) or 'none'}")
+            return server
+        if not (restart or changed or served != models_dir):
             server = _attach(run_dir)
             server.wait_ready(timeout)
             print(f"Reusing the server at {server.http_url} ({run_dir.name}); models: {', '.join(model_names(server)) or 'none'}")
             return server
+        reason = "you asked for it" if restart else "the model folders changed" if changed else f"it served {served}"
         print(f"Restarting the server on port {port['http_port']}: {reason}.")
         if _started is not None and _started.run_dir == run_dir:
             _started.stop()
@@ -165,6 +190,7 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
     fingerprint_before = fingerprint(models_dir)  # a file written while loading counts as a change
     server.start(timeout=timeout)
     (server.run_dir / FINGERPRINT).write_text(fingerprint_before)
+    (server.run_dir / OWNED).touch()
     _started = server
     print(f"Server ready at {server.http_url} (gRPC {server.grpc_address}); models: {', '.join(model_names(server)) or 'none'}")
     print(f"Log: {server.log_path}")

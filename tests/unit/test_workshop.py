@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tunesmith import paths, workshop
-from tunesmith.server import ServerError, free_port
+from tunesmith.server import Server, ServerError, free_port
 
 pytestmark = [pytest.mark.server]
 
@@ -102,6 +102,35 @@ def test_a_server_on_another_folder_is_replaced(env, tmp_path):
     workshop.start_server(env)
     server = workshop.start_server(other)
     assert infer(server) == 5
+
+
+def test_a_terminal_server_is_reloaded_not_killed(env):
+    """`make serve` in a terminal: the notebook reloads its models and leaves the process alone."""
+    write_echo(env, value=1)
+    port = workshop.ports()
+    terminal = Server(models_dir=env, name="serve", **port).start()
+    try:
+        assert pid(workshop.start_server(env)) == terminal.process.pid
+        write_echo(env, value=2)
+        write_echo(env, name="second-echo", value=3)
+        server = workshop.start_server(env)
+        assert terminal.process.poll() is None and pid(server) == terminal.process.pid
+        assert (infer(server), infer(server, "second-echo")) == (2, 3)
+        assert pid(workshop.start_server(env)) == terminal.process.pid
+    finally:
+        terminal.stop()
+
+
+def test_a_terminal_server_on_another_folder_is_left_alone(env, tmp_path):
+    other = tmp_path / "platform"
+    write_echo(other)
+    terminal = Server(models_dir=other, name="up", **workshop.ports()).start()
+    try:
+        with pytest.raises(ServerError, match="make stop"):
+            workshop.start_server(env)
+        assert terminal.process.poll() is None
+    finally:
+        terminal.stop()
 
 
 def test_restart_on_request(env):
