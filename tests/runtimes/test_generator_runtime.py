@@ -82,12 +82,17 @@ def test_a_batch_dimension_is_accepted(generator):
     assert len(tunes_of(predict(generator, request))) == 2
 
 
-LIMITS = {"max_prompts": 8, "max_prompt_chars": 200, "max_bars": 32, "max_temperature": 2.0}
+@pytest.mark.parametrize("key", ["max_prompts", "max_prompt_chars", "max_bars", "default_bars", "max_temperature", "torch_threads"])
+def test_limits_are_explicit_in_model_settings(generator, key):
+    assert key in generator.settings.parameters.extra
 
 
-def test_limits_come_from_model_settings(generator):
-    for key, default in LIMITS.items():
-        assert limit(generator.settings, key, None) is not None, key
+def test_the_prompt_limit_is_where_the_settings_say(generator):
+    most = int(limit(generator.settings, "max_prompts", None))
+    at_limit = {"inputs": [prompts(*["a jig"] * most), scalar("bars", "INT32", 1)]}
+    assert len(tunes_of(predict(generator, at_limit))) == most
+    with pytest.raises(BadInput, match=f"at most {most}"):
+        predict(generator, {"inputs": [prompts(*["a jig"] * (most + 1)), scalar("bars", "INT32", 1)]})
 
 
 # (inputs, words the 400 message must contain)
