@@ -236,18 +236,28 @@ def build_app(server_url: str | None = None) -> gr.Blocks:
     return demo
 
 
-def launch_options() -> dict:
-    """Keyword arguments for ``Blocks.launch`` shared by :func:`main` and the tests.
+def offline_theme() -> gr.themes.Base:
+    """Gradio's default look with fonts served by the app itself.
 
-    Server-side rendering needs Node.js and is off; the theme uses Gradio's bundled fonts and
-    system fonts, so a page opened offline needs nothing from the internet.
+    The default theme loads "Source Sans Pro" from Google Fonts, a request that fails offline (or
+    hangs behind a firewall that drops it). IBM Plex Sans ships inside the gradio package.
     """
-    return {"ssr_mode": False, "share": False, "css": CSS, "theme": gr.themes.Default()}
+    from gradio.themes.utils import fonts
+
+    return gr.themes.Default(font=(fonts.LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui", "sans-serif"))
+
+
+def launch_options() -> dict:
+    """Keyword arguments for ``Blocks.launch`` shared by :func:`main`, the notebook and the tests.
+
+    Server-side rendering needs Node.js and is off; no share link; fonts come from the app.
+    """
+    return {"ssr_mode": False, "share": False, "css": CSS, "theme": offline_theme()}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m app [--host H] [--port P] [--server-url URL]``."""
-    parser = argparse.ArgumentParser(description="Tunesmith web UI")
+    parser = argparse.ArgumentParser(prog="python -m app", description="Tunesmith web UI")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
                         help="address to listen on (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("UI_PORT", "7860")),

@@ -81,3 +81,13 @@ def test_bad_request_shows_the_servers_message(app_module, ui_server):
     assert message.startswith("Could not compose: ")
     assert "prompt" in message and "characters" in message
     assert "Traceback" not in message
+
+
+def test_page_loads_no_web_fonts(app_module, closed_url):
+    """Offline first: the theme's fonts come from the app, not from Google Fonts."""
+    import requests
+
+    with launched(app_module, closed_url) as url:
+        page = requests.get(url, timeout=30).text
+    assert "Tunesmith" in page
+    assert "fonts.googleapis.com/css" not in page
