@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,12 @@ def ui_server(request):
         server = Server(models_dir=models, name=f"ui-{free_port()}", http_port=free_port(),
                         grpc_port=free_port(), metrics_port=free_port())
         server.start()
-        request.addfinalizer(server.stop)
+
+        def stop():
+            server.stop()
+            shutil.rmtree(server.run_dir, ignore_errors=True)
+
+        request.addfinalizer(stop)
         return server
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import textwrap
 
 import numpy as np
@@ -124,6 +125,7 @@ def stub_server(tmp_path_factory):
         name=f"test-client-{free_port()}",
     ) as server:
         yield server
+    shutil.rmtree(server.run_dir, ignore_errors=True)  # merged settings and log of this run only
 
 
 @pytest.fixture()
