@@ -1,0 +1,846 @@
+"""ABC notation: the header dataclass, a normaliser for the corpus and the canonical form.
+
+The generator reads and writes a *canonical* ABC dialect that this module defines, because a
+language model learns a regular notation far more easily than the many hand-typed styles of the
+printed collections, and because the bar-aware decoder needs every symbol to have a known length:
+
+* headers ``M:``, ``L:1/8`` (always), ``R:`` (when known), ``K:`` (tonic plus mode);
+* notes are one symbol each: accidental, pitch letter, octave marks, explicit length in eighths
+  (``^F``, ``c'2``, ``B,3/2``, ``e/2``); rests are ``z`` plus a length;
+* chords are reduced to their highest note, broken rhythm (``A>B``) is written out as lengths,
+  triplets are ``(3`` followed by three notes, ties/slurs/decorations/grace notes/chord symbols
+  are gone;
+* bar lines come from a closed set (:data:`BAR_TOKENS`) and one is inserted where a source line
+  ends on a full bar without one (the Essen files do that).
+
+The hand-written lexer exists because music21's ABC reader is far too slow to run over 13,000
+tunes in seconds and does not give back a symbol stream to train on; music21 is still the judge
+of whether a generated tune parses (see :mod:`tunesmith.metrics`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+UNIT = Fraction(1, 8)  # the canonical default note length, L:1/8
+
+BAR_TOKENS = ("|", "||", "|]", "|:", ":|", "::", "[1", "[2")
+SECTION_END = frozenset({":|", "::", "||", "|]"})  # a short bar may stand before these
+SECTION_START = frozenset({"|:", "::", "||", ":|"})  # ... or after these (a pickup)
+TUPLET = "(3"
+
+MODES = {
+    "": "", "maj": "", "major": "", "ion": "", "ionian": "",
+    "m": "m", "min": "m", "minor": "m", "aeo": "m", "aeolian": "m",
+    "dor": "dor", "dorian": "dor", "mix": "mix", "mixolydian": "mix",
+    "lyd": "lyd", "lydian": "lyd", "phr": "phr", "phrygian": "phr", "loc": "loc", "locrian": "loc",
+}
+
+_NOTE_RE = re.compile(r"(\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)(\d*(?:/+\d*)?)")
+CANON_NOTE_RE = re.compile(r"^(\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)(\d*(?:/\d+)?)$")
+CANON_REST_RE = re.compile(r"^z(\d*(?:/\d+)?)$")
+_CANON_TOKEN_RE = re.compile(
+    r"\(3|\|\]|\|\||\|:|:\||::|\[1|\[2|\||"
+    r"(?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*\d*(?:/\d+)?|z\d*(?:/\d+)?"
+)
+
+
+class NormaliseError(ValueError):
+    """A tune uses notation the canonical form cannot express; the corpus skips such tunes."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """The musical headers that condition generation.
+
+    Attributes:
+        meter: time signature as written after ``M:``, e.g. ``"6/8"``.
+        key: tonic plus optional mode as written after ``K:``, e.g. ``"D"``, ``"Em"``, ``"Ador"``.
+        rhythm: tune type such as ``"jig"`` or ``"slip jig"``; ``None`` when unknown.
+        unit: default note length; the canonical form always uses ``"1/8"``.
+    """
+
+    meter: str = "4/4"
+    key: str = "D"
+    rhythm: str | None = None
+    unit: str = "1/8"
+
+    def to_abc(self, title: str | None = None, index: int = 1) -> str:
+        """Render the header block, ``K:`` last as ABC requires.
+
+        Args:
+            title: the ``T:`` line; omitted when ``None``.
+            index: the ``X:`` reference number.
+
+        Returns:
+            The header lines joined by newlines, without a trailing newline.
+        """
+        lines = [f"X:{index}"]
+        if title is not None:
+            lines.append(f"T:{title}")
+        lines += [f"M:{self.meter}", f"L:{self.unit}"]
+        if self.rhythm:
+            lines.append(f"R:{self.rhythm}")
+        lines.append(f"K:{self.key}")
+        return "\n".join(lines)
+
+    def tokens(self) -> list[str]:
+        """The conditioning symbols that open every training sequence: meter, key, rhythm.
+
+        Returns:
+            ``["M:<meter>", "K:<key>", "R:<rhythm or none>"]``; spaces in a rhythm become ``-``
+            so that each header is one whitespace-free symbol.
+        """
+        rhythm = (self.rhythm or "none").replace(" ", "-")
+        return [f"M:{self.meter}", f"K:{self.key}", f"R:{rhythm}"]
+
+    @property
+    def bar_length(self) -> Fraction:
+        """The length of one full bar as a fraction of a whole note."""
+        return meter_length(self.meter)
+
+
+def meter_length(meter: str) -> Fraction:
+    """Length of a full bar of ``meter`` in whole notes (``"6/8"`` -> 3/4, ``"C"`` -> 1).
+
+    Raises:
+        NormaliseError: for ``none``, free or compound meters such as ``"2/4 3/4"``.
+    """
+    meter = meter.strip()
+    if meter == "C":
+        return Fraction(1)
+    if meter == "C|":
+        return Fraction(1)
+    m = re.fullmatch(r"(\d+)/(\d+)", meter)
+    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
+        raise NormaliseError(f"unsupported meter {meter!r}")
+    return Fraction(int(m.group(1)), int(m.group(2)))
+
+
+def canonical_meter(meter: str) -> str:
+    """``C`` -> ``4/4``, ``C|`` -> ``2/2``, anything else checked and stripped."""
+    meter = meter.strip()
+    if meter == "C":
+        return "4/4"
+    if meter == "C|":
+        return "2/2"
+    meter_length(meter)
+    return meter
+
+
+def canonical_key(key: str) -> str:
+    """Reduce a ``K:`` value to tonic plus mode suffix (``"A Dorian"`` -> ``"Ador"``).
+
+    Raises:
+        NormaliseError: for keys without a tonic (``K:HP``, ``K:none``) or unknown modes.
+    """
+    key = key.split("%")[0].strip()
+    m = re.match(r"([A-Ga-g])([#b]?)\s*([A-Za-z]*)", key)
+    if not m:
+        raise NormaliseError(f"unsupported key {key!r}")
+    mode = m.group(3).lower()
+    if mode not in MODES:
+        mode3 = mode[:3]
+        if mode3 in MODES and len(mode) >= 3:
+            mode = mode3
+        else:
+            raise NormaliseError(f"unsupported key {key!r}")
+    return m.group(1).upper() + m.group(2) + MODES[mode]
+
+
+def parse_length(text: str) -> Fraction:
+    """ABC length suffix -> multiple of the unit (``""`` 1, ``"3"`` 3, ``"/"`` 1/2, ``"3/2"``)."""
+    if not text:
+        return Fraction(1)
+    if "/" not in text:
+        return Fraction(int(text))
+    num, _, rest = text.partition("/")
+    slashes = 1 + len(rest) - len(rest.lstrip("/"))
+    rest = rest.lstrip("/")
+    numerator = int(num) if num else 1
+    denominator = int(rest) if rest else 2 ** slashes
+    return Fraction(numerator, denominator)
+
+
+def format_length(units: Fraction) -> str:
+    """Inverse of :func:`parse_length` in the canonical spelling (1 -> ``""``, 1/2 -> ``"/2"``)."""
+    if units == 1:
+        return ""
+    if units.denominator == 1:
+        return str(units.numerator)
+    if units.numerator == 1:
+        return f"/{units.denominator}"
+    return f"{units.numerator}/{units.denominator}"
+
+
+def _pitch_number(letter: str, octave: str) -> int:
+    """Diatonic step number (C=0 ... B=6, c=7) for choosing the highest note of a chord."""
+    step = "CDEFGAB".index(letter.upper()) + (7 if letter.islower() else 0)
+    return step + 7 * octave.count("'") - 7 * octave.count(",")
+
+
+def _canonical_pitch(letter: str, octave: str) -> str:
+    number = _pitch_number(letter, octave)
+    octave_index, step = divmod(number, 7)
+    name = "CDEFGAB"[step]
+    if octave_index <= 0:
+        return name + "," * (-octave_index)
+    return name.lower() + "'" * (octave_index - 1)
+
+
+def _map_bar(text: str) -> list[str]:
+    """Map a source bar line (``:|2``, ``|1``, ``[|``, ``:||:`` ...) onto :data:`BAR_TOKENS`."""
+    m = re.fullmatch(r"(\[?)([:|\]\[]*?)(\d?)", text)
+    ending = ""
+    core = text
+    if m and m.group(3):
+        ending = m.group(3)
+        core = text[: -len(ending)]
+    core = core.replace("[|", "||").strip("[") or "|"
+    left = core.startswith(":")
+    right = core.endswith(":")
+    if left and right:
+        tokens = ["::"]
+    elif left:
+        tokens = [":|"]
+    elif right:
+        tokens = ["|:"]
+    elif core.endswith("]"):
+        tokens = ["|]"]
+    elif core.count("|") >= 2:
+        tokens = ["||"]
+    else:
+        tokens = ["|"]
+    if ending:
+        if ending not in ("1", "2"):
+            raise NormaliseError(f"unsupported ending {text!r}")
+        tokens.append("[" + ending)
+    return tokens
+
+
+_BODY_RE = re.compile(
+    r"""
+    (?P<space>\s+)
+    |(?P<quote>"[^"]*")
+    |(?P<deco>![^!\n]*!|\+[^+\n]*\+)
+    |(?P<grace>\{[^}]*\})
+    |(?P<field>\[[A-Za-z]:[^\]]*\])
+    |(?P<bar>:*\[?\|[|\]]?:*\d?|::\d?|\[\d|:+)
+    |(?P<chord>\[[^\]]*\](\d*(?:/+\d*)?))
+    |(?P<tuplet>\(\d(?::\d*)*)
+    |(?P<note>(?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*\d*(?:/+\d*)?)
+    |(?P<rest>[zx]\d*(?:/+\d*)?)
+    |(?P<mrest>Z\d*)
+    |(?P<broken>[<>]{1,3})
+    |(?P<ignore>[()\-\\`.~HIJLMNOPRSTUVWYhijklmnopqrstuvwy*#$@;?]|\])
+    """,
+    re.VERBOSE,
+)
+
+
+def normalise_tune(text: str) -> tuple[Header, list[str]]:
+    """Turn one raw ABC tune (``X:`` to the blank line) into a header and canonical symbols.
+
+    Args:
+        text: the tune as found in a corpus file.
+
+    Returns:
+        The musical header (rhythm only when ``R:`` names a known tune type) and the body as a
+        list of canonical symbols (notes, rests, ``(3`` and bar tokens).
+
+    Raises:
+        NormaliseError: when the tune cannot be expressed canonically (no meter, meter or key
+            changes, unusual tuplets, multi-voice, odd lengths, fewer than four bars ...).
+    """
+    fields: dict[str, str] = {}
+    titles: list[str] = []
+    body_lines: list[str] = []
+    in_body = False
+    unit: Fraction | None = None
+    for raw in text.splitlines():
+        line = raw.split("%", 1)[0].rstrip() if not raw.startswith("%%") else ""
+        if not line.strip():
+            continue
+        field = re.match(r"^([A-Za-z]):(.*)$", line)
+        if field:
+            name, value = field.group(1), field.group(2).strip()
+            if not in_body:
+                if name == "T":
+                    titles.append(value)
+                elif name in "MLKR" and name not in fields:
+                    fields[name] = value
+                if name == "K":
+                    in_body = True
+                continue
+            if name in "wWNPQIZ":
+                continue
+            if name in "LMKV":
+                raise NormaliseError(f"{name}: change inside the tune")
+            continue
+        if in_body:
+            body_lines.append(line)
+    if "K" not in fields or "M" not in fields:
+        raise NormaliseError("missing K: or M:")
+    meter = canonical_meter(fields["M"])
+    key = canonical_key(fields["K"])
+    unit_text = fields.get("L", "")
+    if unit_text:
+        m = re.fullmatch(r"\s*(\d+)/(\d+)\s*", unit_text)
+        if not m:
+            raise NormaliseError(f"unsupported unit {unit_text!r}")
+        unit = Fraction(int(m.group(1)), int(m.group(2)))
+    else:
+        unit = Fraction(1, 16) if meter_length(meter) < Fraction(3, 4) else Fraction(1, 8)
+    rhythm = rhythm_name(fields.get("R", ""), titles)
+    symbols = _lex_body(body_lines, unit, meter_length(meter))
+    header = Header(meter=meter, key=modal_key(key, symbols), rhythm=rhythm)
+    return header, symbols
+
+
+# final note's diatonic step above a major key's tonic -> the mode that makes it the tonic
+_FINAL_MODES = {5: "m", 1: "dor", 4: "mix"}
+
+
+def modal_key(key: str, symbols: list[str]) -> str:
+    """Name the mode of a tune written under a major key signature from its final note.
+
+    Many encodings (the Essen files above all) write only the key *signature* in ``K:``, so a
+    tune in E minor reads ``K:G``. Folk tunes end on their tonic, so a final note on the sixth
+    degree makes it minor, on the second Dorian, on the fifth Mixolydian. The signature - and
+    so every written accidental - stays the same; only the name changes.
+
+    Args:
+        key: canonical key (tonic plus mode suffix).
+        symbols: canonical body symbols.
+
+    Returns:
+        The key, renamed when it was major and the tune ends on one of those degrees.
+    """
+    if key[1:].lstrip("#b"):
+        return key
+    notes = [s for s in symbols if CANON_NOTE_RE.match(s)]
+    if not notes:
+        return key
+    last = CANON_NOTE_RE.match(notes[-1])
+    if last.group(1):  # an explicit accidental on the last note: leave the key alone
+        return key
+    step = ("CDEFGAB".index(last.group(2).upper()) - "CDEFGAB".index(key[0])) % 7
+    mode = _FINAL_MODES.get(step)
+    if mode is None:
+        return key
+    # the tonic of the mode is the final note's letter with the key signature's alteration
+    letter = last.group(2).upper()
+    candidate = letter + _signature(key).get(letter, "") + mode
+    # trust the final note only when the notes themselves fit the new key better
+    hist = _pitch_classes(symbols, key)
+    if _fit(hist, candidate) > _fit(hist, key):
+        return candidate
+    return key
+
+
+_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+_KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+
+def _pitch_classes(symbols: list[str], key: str) -> list[float]:
+    """Duration-weighted pitch-class histogram (accidentals not carried through the bar)."""
+    signature = _signature(key)
+    hist = [0.0] * 12
+    for symbol in symbols:
+        m = CANON_NOTE_RE.match(symbol)
+        if not m:
+            continue
+        letter = m.group(2).upper()
+        accidental = m.group(1) or signature.get(letter, "")
+        shift = {"^": 1, "^^": 2, "_": -1, "__": -2}.get(accidental.replace("#", "^").replace("b", "_"), 0)
+        hist[(_PC[letter] + shift) % 12] += float(parse_length(m.group(4)))
+    return hist
+
+
+def _fit(hist: list[float], key: str) -> float:
+    """Correlation of a histogram with the Krumhansl-Kessler profile of a key (modes -> maj/min)."""
+    tonic = _PC[key[0]] + (1 if key[1:2] == "#" else -1 if key[1:2] == "b" else 0)
+    minor = key[1:].lstrip("#b") in ("m", "dor", "phr", "loc")
+    base = _KK_MINOR if minor else _KK_MAJOR
+    prof = [base[(i - tonic) % 12] for i in range(12)]
+    n = 12
+    mh, mp = sum(hist) / n, sum(prof) / n
+    cov = sum((h - mh) * (p - mp) for h, p in zip(hist, prof))
+    vh = sum((h - mh) ** 2 for h in hist) ** 0.5
+    vp = sum((p - mp) ** 2 for p in prof) ** 0.5
+    return cov / (vh * vp) if vh and vp else 0.0
+
+
+_SHARPS = "FCGDAEB"
+_MAJOR_FIFTHS = {"Cb": -7, "Gb": -6, "Db": -5, "Ab": -4, "Eb": -3, "Bb": -2, "F": -1, "C": 0, "G": 1, "D": 2,
+                 "A": 3, "E": 4, "B": 5, "F#": 6, "C#": 7}
+
+
+def _signature(major_key: str) -> dict[str, str]:
+    """Letter -> ``"#"``/``"b"`` for the key signature of a major key."""
+    fifths = _MAJOR_FIFTHS.get(major_key, 0)
+    if fifths >= 0:
+        return {letter: "#" for letter in _SHARPS[:fifths]}
+    return {letter: "b" for letter in _SHARPS[::-1][: -fifths]}
+
+
+RHYTHMS = {
+    "reel": "reel", "double jig": "jig", "single jig": "jig", "jig": "jig",
+    "slip jig": "slip jig", "slipjig": "slip jig", "hop jig": "slip jig", "hornpipe": "hornpipe",
+    "strathspey": "strathspey", "waltz": "waltz", "polka": "polka", "march": "march",
+    "quickstep": "march", "quick step": "march", "air": "air", "slide": "slide",
+    "clog": "hornpipe", "highland fling": "strathspey", "fling": "strathspey",
+    "schottische": "schottische", "mazurka": "mazurka", "set dance": "set dance",
+}
+
+
+def rhythm_name(value: str, titles: list[str] | tuple[str, ...] = ()) -> str | None:
+    """Map an ``R:`` value (or, failing that, a ``-- Polka`` style title suffix) to a tune type.
+
+    Returns:
+        One of the values of :data:`RHYTHMS`, or ``None`` for anything else (the Essen genre
+        words, empty fields).
+    """
+    value = value.strip().lower()
+    if value in RHYTHMS:
+        return RHYTHMS[value]
+    for title in titles:
+        m = re.search(r"--\s*([A-Za-z ]+?)\.?\s*$", title)
+        if m and m.group(1).strip().lower() in RHYTHMS:
+            return RHYTHMS[m.group(1).strip().lower()]
+    return None
+
+
+def _lex_body(lines: list[str], unit: Fraction, bar_length: Fraction) -> list[str]:
+    """Lex body lines into canonical symbols; see :func:`normalise_tune`."""
+    # events: [kind, payload, length in whole notes, tuplet flag]
+    events: list[list] = []
+    pending_broken: Fraction | None = None
+    tuplet_left = 0
+    for line in lines:
+        pos = 0
+        while pos < len(line):
+            m = _BODY_RE.match(line, pos)
+            if not m:
+                raise NormaliseError(f"cannot read {line[pos:pos + 10]!r}")
+            pos = m.end()
+            kind = m.lastgroup
+            token = m.group(0)
+            if kind in ("space", "quote", "deco", "grace", "ignore"):
+                continue
+            if kind == "field":
+                if token[1] in "KMLV":
+                    raise NormaliseError("inline field change")
+                continue
+            if kind == "bar":
+                if set(token) <= {":"}:
+                    continue
+                if tuplet_left:
+                    raise NormaliseError("bar line inside a triplet")
+                for bar in _map_bar(token):
+                    events.append(["bar", bar, Fraction(0), False])
+                continue
+            if kind == "tuplet":
+                spec = token[1:].split(":")
+                if spec[0] != "3" or any(s not in ("", "2", "3") for s in spec[1:]):
+                    raise NormaliseError(f"unsupported tuplet {token!r}")
+                if tuplet_left:
+                    raise NormaliseError("nested tuplet")
+                events.append(["tuplet", TUPLET, Fraction(0), False])
+                tuplet_left = 3
+                continue
+            if kind == "broken":
+                if not events or events[-1][0] not in ("note", "rest"):
+                    raise NormaliseError("broken rhythm without a note")
+                n = len(token)
+                short = Fraction(1, 2 ** n)
+                long_ = 2 - short
+                first, second = (long_, short) if token[0] == ">" else (short, long_)
+                events[-1][2] *= first
+                pending_broken = second
+                continue
+            if kind == "mrest":
+                count = int(token[1:] or 1)
+                for _ in range(count):
+                    events.append(["rest", "z", bar_length, False])
+                    events.append(["bar", "|", Fraction(0), False])
+                continue
+            if kind == "note":
+                nm = _NOTE_RE.fullmatch(token)
+                pitch = (nm.group(1) or "") + _canonical_pitch(nm.group(2), nm.group(3))
+                length = parse_length(nm.group(4)) * unit
+            elif kind == "rest":
+                pitch = "z"
+                length = parse_length(token[1:]) * unit
+            else:  # chord: keep the highest note
+                inner = token[1: token.rindex("]")]
+                notes = list(_NOTE_RE.finditer(inner))
+                if not notes:
+                    raise NormaliseError("empty chord")
+                top = max(notes, key=lambda n: _pitch_number(n.group(2), n.group(3)))
+                pitch = (top.group(1) or "") + _canonical_pitch(top.group(2), top.group(3))
+                length = parse_length(notes[0].group(4)) * parse_length(m.group("chord")[len(inner) + 2:]) * unit
+                kind = "note"
+            if pending_broken is not None:
+                length *= pending_broken
+                pending_broken = None
+            in_tuplet = tuplet_left > 0
+            if in_tuplet:
+                tuplet_left -= 1
+            events.append([kind, pitch, length, in_tuplet])
+    if tuplet_left:
+        raise NormaliseError("unfinished triplet")
+    return _to_symbols(events, bar_length)
+
+
+def _to_symbols(events: list[list], bar_length: Fraction) -> list[str]:
+    symbols: list[str] = []
+    fill = Fraction(0)
+    for kind, payload, length, in_tuplet in events:
+        if kind == "bar":
+            if fill == 0 and symbols and symbols[-1] in BAR_TOKENS and not payload.startswith("["):
+                # two bar lines in a row: keep the stronger one
+                prev = symbols.pop()
+                payload = _merge_bars(prev, payload)
+            symbols.append(payload)
+            fill = Fraction(0)
+            continue
+        # a full bar that runs straight into the next note (a source line ending without a
+        # bar line, as in the Essen files) gets its bar line
+        if fill == bar_length:
+            symbols.append("|")
+            fill = Fraction(0)
+        if kind == "tuplet":
+            symbols.append(TUPLET)
+            continue
+        units = length / UNIT
+        if units.denominator not in (1, 2, 4, 8) or units <= 0:
+            raise NormaliseError(f"unsupported length {length}")
+        symbols.append(payload + format_length(units))
+        fill += length * (Fraction(2, 3) if in_tuplet else 1)
+    while symbols and symbols[0] in ("|", "||"):
+        symbols.pop(0)
+    if not symbols:
+        raise NormaliseError("empty tune")
+    if symbols[-1] not in BAR_TOKENS:
+        symbols.append("|]")
+    elif symbols[-1] == "|":
+        symbols[-1] = "|]"
+    if sum(1 for s in symbols if s in BAR_TOKENS) < 4:
+        raise NormaliseError("fewer than four bars")
+    return symbols
+
+
+def _merge_bars(first: str, second: str) -> str:
+    if first.startswith("[") or second.startswith("["):
+        return second if second.startswith("[") else first
+    pair = {first, second}
+    if pair == {":|", "|:"}:
+        return "::"
+    for strong in ("::", ":|", "|:", "|]", "||"):
+        if strong in pair:
+            return strong
+    return "|"
+
+
+# ---------------------------------------------------------------------------------------------
+# the canonical form: symbol lengths, rendering, reading back
+
+
+def symbol_length(symbol: str) -> Fraction | None:
+    """Nominal length of a canonical note or rest in eighths, ``None`` for other symbols.
+
+    A note inside a triplet sounds for two thirds of this; see :func:`bars_of`.
+    """
+    m = CANON_NOTE_RE.match(symbol)
+    if m:
+        return parse_length(m.group(4))
+    m = CANON_REST_RE.match(symbol)
+    if m:
+        return parse_length(m.group(1))
+    return None
+
+
+def bars_of(symbols: list[str]) -> list[tuple[Fraction, str | None, str | None]]:
+    """Split a canonical body into bars.
+
+    Args:
+        symbols: canonical body symbols.
+
+    Returns:
+        One ``(length in eighths, bar line before, bar line after)`` per bar; ``None`` stands for
+        the start or an unterminated end of the tune.
+    """
+    bars = []
+    fill = Fraction(0)
+    before: str | None = None
+    tuplet_left = 0
+    content = False
+    for symbol in symbols:
+        if symbol in BAR_TOKENS:
+            if symbol in ("[1", "[2"):
+                continue
+            if content or fill:
+                bars.append((fill, before, symbol))
+            before = symbol
+            fill = Fraction(0)
+            content = False
+            continue
+        if symbol == TUPLET:
+            tuplet_left = 3
+            continue
+        length = symbol_length(symbol)
+        if length is None:
+            continue
+        if tuplet_left:
+            length = length * Fraction(2, 3)
+            tuplet_left -= 1
+        fill += length
+        content = True
+    if content:
+        bars.append((fill, before, None))
+    return bars
+
+
+def bar_checks(symbols: list[str], meter: str) -> list[bool]:
+    """Whether each bar is right: full, or short only as a pickup / at a section boundary.
+
+    Args:
+        symbols: canonical body symbols.
+        meter: the tune's meter.
+
+    Returns:
+        One boolean per bar, in order.
+    """
+    full = meter_length(meter) / UNIT
+    checks = []
+    for fill, before, after in bars_of(symbols):
+        if fill == full:
+            checks.append(True)
+        elif fill < full:
+            boundary = before is None or before in SECTION_START or after is None or after in SECTION_END
+            checks.append(boundary)
+        else:
+            checks.append(False)
+    return checks
+
+
+def read_body(body: str) -> list[str]:
+    """Split a canonical ABC body back into symbols (the inverse of :func:`render_body`)."""
+    return _CANON_TOKEN_RE.findall(body)
+
+
+def render_body(symbols: list[str], meter: str, bars_per_line: int = 4) -> str:
+    """Write canonical symbols as readable ABC: beamed by beat, four bars a line.
+
+    Args:
+        symbols: canonical body symbols.
+        meter: the tune's meter, which sets the beat used for beaming.
+        bars_per_line: bar lines per output line.
+
+    Returns:
+        The body text.
+    """
+    try:
+        bar = meter_length(meter) / UNIT
+    except NormaliseError:
+        bar = Fraction(8)
+    num = int(meter.split("/")[0]) if "/" in meter else 4
+    beat = Fraction(3) if (num % 3 == 0 and num > 3 and meter.endswith("/8")) else Fraction(2)
+    if meter.endswith("/2"):
+        beat = Fraction(4)
+    out: list[str] = []
+    fill = Fraction(0)
+    bars = 0
+    tuplet_left = 0
+    for symbol in symbols:
+        if symbol in BAR_TOKENS:
+            if symbol in ("[1", "[2"):
+                out.append(symbol)
+                continue
+            out.append(f" {symbol}")
+            fill = Fraction(0)
+            bars += 1
+            if bars % bars_per_line == 0:
+                out.append("\n")
+            else:
+                out.append(" ")
+            continue
+        if symbol == TUPLET:
+            if out and fill and fill % beat == 0 and not out[-1].endswith((" ", "\n")):
+                out.append(" ")
+            out.append(symbol)
+            tuplet_left = 3
+            continue
+        length = symbol_length(symbol) or Fraction(0)
+        if tuplet_left:
+            length *= Fraction(2, 3)
+            tuplet_left -= 1
+        elif fill and fill % beat == 0 and out and not out[-1].endswith((" ", "\n")):
+            out.append(" ")
+        out.append(symbol)
+        fill += length
+        if fill > bar:
+            fill = bar
+    return "".join(out).strip() + "\n"
+
+
+def render_tune(header: Header, symbols: list[str], title: str | None = None, index: int = 1) -> str:
+    """A complete canonical tune: :meth:`Header.to_abc` then :func:`render_body`."""
+    return header.to_abc(title=title, index=index) + "\n" + render_body(symbols, header.meter)
+
+
+def split_tune(abc: str) -> tuple[dict[str, str], str]:
+    """Separate a tune into its header fields and body text.
+
+    Returns:
+        ``({"M": ..., "K": ..., ...}, body)`` where the body is everything after ``K:``.
+    """
+    fields: dict[str, str] = {}
+    body: list[str] = []
+    in_body = False
+    for line in abc.splitlines():
+        if not in_body:
+            m = re.match(r"^([A-Za-z]):(.*)$", line)
+            if m:
+                fields.setdefault(m.group(1), m.group(2).strip())
+                if m.group(1) == "K":
+                    in_body = True
+            continue
+        body.append(line)
+    return fields, "\n".join(body)
+
+
+def read_tune(abc: str) -> tuple[Header, list[str]]:
+    """Read a canonical tune back into its header and symbols."""
+    fields, body = split_tune(abc)
+    header = Header(meter=fields.get("M", "4/4"), key=fields.get("K", "C"), rhythm=fields.get("R") or None)
+    return header, read_body(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# transposition (training-data augmentation)
+
+_MODE_TO_MAJOR = {"": 0, "m": 3, "dor": -2, "mix": 5, "lyd": -5, "phr": -4, "loc": 1}
+_NATURAL = [0, 2, 4, 5, 7, 9, 11]
+_LETTERS = "CDEFGAB"
+_ALTER = {"": 0, "^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
+_ALTER_TEXT = {1: "^", 2: "^^", -1: "_", -2: "__", 0: "="}
+
+
+def key_signature(key: str) -> dict[str, int]:
+    """Letter -> alteration in semitones for any canonical key (``"Ador"`` -> ``{"F": 0 ...}``).
+
+    Raises:
+        NormaliseError: when the key's relative major is not one of the 15 usual signatures.
+    """
+    tonic, mode = _split_key(key)
+    major_pc = (_tonic_pc(tonic) + _MODE_TO_MAJOR[mode]) % 12
+    names = [name for name, fifths in _MAJOR_FIFTHS.items() if _tonic_pc(name) == major_pc]
+    if not names:
+        raise NormaliseError(f"no key signature for {key!r}")
+    # the relative major must be spelt with the letter that sits the mode's steps above the tonic
+    steps = {"": 0, "m": 2, "dor": 6, "mix": 3, "lyd": 4, "phr": 5, "loc": 1}[mode]
+    letter = _LETTERS[(_LETTERS.index(tonic[0]) + steps) % 7]
+    names = [n for n in names if n[0] == letter]
+    if not names:
+        raise NormaliseError(f"no key signature for {key!r}")
+    signature = _signature(names[0])
+    return {k: (1 if v == "#" else -1) for k, v in signature.items()}
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    tonic = key[0] + (key[1] if key[1:2] in ("#", "b") else "")
+    return tonic, key[len(tonic):]
+
+
+def _tonic_pc(tonic: str) -> int:
+    return (_NATURAL[_LETTERS.index(tonic[0])] + {"#": 1, "b": -1}.get(tonic[1:2], 0)) % 12
+
+
+def transposed_key(key: str, semitones: int) -> str:
+    """The key ``semitones`` higher, spelt with the simplest signature (``"D", 2`` -> ``"E"``)."""
+    tonic, mode = _split_key(key)
+    target_pc = (_tonic_pc(tonic) + semitones) % 12
+    best = None
+    for letter in _LETTERS:
+        for accidental in ("", "#", "b"):
+            candidate = letter + accidental + mode
+            if _tonic_pc(letter + accidental) != target_pc:
+                continue
+            try:
+                size = len(key_signature(candidate))
+            except NormaliseError:
+                continue
+            if best is None or size < best[0]:
+                best = (size, candidate)
+    if best is None:
+        raise NormaliseError(f"cannot transpose {key!r} by {semitones}")
+    return best[1]
+
+
+def transpose(header: Header, symbols: list[str], semitones: int) -> tuple[Header, list[str]]:
+    """Transpose a canonical tune, respelling accidentals for the new key signature.
+
+    Accidentals hold to the end of the bar for the same letter and octave, in the source as in
+    the result, so both are tracked bar by bar.
+
+    Args:
+        header: the tune's header.
+        symbols: canonical body symbols.
+        semitones: interval, positive is up.
+
+    Returns:
+        The new header (only the key differs) and symbols.
+
+    Raises:
+        NormaliseError: when a note would need a triple sharp or flat.
+    """
+    new_key = transposed_key(header.key, semitones)
+    steps = (_LETTERS.index(new_key[0]) - _LETTERS.index(header.key[0])) % 7
+    if semitones < 0 and steps:
+        steps -= 7
+    if semitones >= 0 and steps == 0 and semitones > 6:
+        steps = 7
+    source_sig = key_signature(header.key)
+    target_sig = key_signature(new_key)
+    source_carry: dict[tuple[str, int], int] = {}
+    target_carry: dict[tuple[str, int], int] = {}
+    out = []
+    for symbol in symbols:
+        if symbol in BAR_TOKENS:
+            source_carry.clear()
+            target_carry.clear()
+            out.append(symbol)
+            continue
+        m = CANON_NOTE_RE.match(symbol)
+        if not m:
+            out.append(symbol)
+            continue
+        accidental, letter, octave, length = m.groups()
+        number = _pitch_number(letter, octave)
+        base = letter.upper()
+        if accidental:
+            alter = _ALTER[accidental]
+            source_carry[(base, number)] = alter
+        else:
+            alter = source_carry.get((base, number), source_sig.get(base, 0))
+        semitone = 12 * (number // 7) + _NATURAL[number % 7] + alter + semitones
+        new_number = number + steps
+        new_base = _LETTERS[new_number % 7]
+        new_alter = semitone - (12 * (new_number // 7) + _NATURAL[new_number % 7])
+        if abs(new_alter) > 2:
+            raise NormaliseError("transposition needs a triple accidental")
+        expected = target_carry.get((new_base, new_number), target_sig.get(new_base, 0))
+        text = ""
+        if new_alter != expected:
+            text = _ALTER_TEXT[new_alter]
+            target_carry[(new_base, new_number)] = new_alter
+        octave_index, step = divmod(new_number, 7)
+        name = _LETTERS[step]
+        pitch = name + "," * (-octave_index) if octave_index <= 0 else name.lower() + "'" * (octave_index - 1)
+        out.append(text + pitch + length)
+    return Header(meter=header.meter, key=new_key, rhythm=header.rhythm, unit=header.unit), out

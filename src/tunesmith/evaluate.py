@@ -1,0 +1,186 @@
+"""Evaluate a tune checkpoint: ``python -m tunesmith.evaluate`` (``make eval``).
+
+Generates seeded tunes over a grid of tune types and keys, once with bar-aware decoding and once
+with plain sampling, scores them with :mod:`tunesmith.metrics`, scores a sample of real tunes from
+the held-out test split as a reference row, prints a table and writes ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from tunesmith.abc import Header
+from tunesmith.corpus import ensure_splits, read_split
+from tunesmith.generator import TuneGenerator
+from tunesmith.metrics import (
+    RunIndex,
+    bar_checks_of,
+    estimated_key,
+    key_correlation,
+    parse_score,
+    pitch_histogram,
+    tonic_and_mode,
+)
+from tunesmith.abc import read_tune
+from tunesmith.train import DEFAULT_OUT
+
+RHYTHMS = [
+    ("reel", "4/4"), ("jig", "6/8"), ("slip jig", "9/8"), ("hornpipe", "4/4"),
+    ("waltz", "3/4"), ("polka", "2/4"), ("march", "2/4"), ("strathspey", "4/4"),
+]
+KEYS = ["D", "G", "A", "Em", "Am", "Bm"]
+TARGETS = {"parse": 0.99, "bars_ok": 0.97, "tunes_all_bars_ok": 0.75, "key_corr": 0.80, "memorised": 0.10}
+
+
+def eval_headers(n: int = 48) -> list[Header]:
+    """``n`` headers cycling through every tune type in every key (48 = 8 types x 6 keys)."""
+    grid = [Header(meter=m, key=k, rhythm=r) for k in KEYS for r, m in RHYTHMS]
+    return [grid[i % len(grid)] for i in range(n)]
+
+
+def score(tunes: list[str], headers: list[Header], index: RunIndex | None) -> dict:
+    """Aggregate metrics over tunes; ``headers`` are what was requested."""
+    parsed = bars = bars_ok = all_ok = meter_ok = key_hit = memorised = 0
+    correlations = []
+    for abc, header in zip(tunes, headers):
+        score_ = parse_score(abc)
+        checks = bar_checks_of(abc, header.meter)
+        bars += len(checks)
+        bars_ok += sum(checks)
+        all_ok += bool(checks) and all(checks)
+        meter_ok += bool(checks) and sum(checks) >= 0.9 * len(checks)
+        if score_ is not None:
+            parsed += 1
+            hist = pitch_histogram(score_)
+            correlations.append(key_correlation(hist, header.key))
+            key_hit += estimated_key(hist) == tonic_and_mode(header.key)
+        else:
+            correlations.append(0.0)
+        if index is not None:
+            memorised += abc in index
+    n = max(len(tunes), 1)
+    return {
+        "tunes": len(tunes),
+        "parse": parsed / n,
+        "bars_ok": bars_ok / max(bars, 1),
+        "tunes_all_bars_ok": all_ok / n,
+        "key_corr": statistics.fmean(correlations) if correlations else 0.0,
+        "key_followed": key_hit / n,
+        "meter_followed": meter_ok / n,
+        "memorised": memorised / n if index is not None else None,
+    }
+
+
+def timed_generate(gen: TuneGenerator, headers, seeds, **kwargs) -> tuple[list[str], float]:
+    """Generate in batches of 16; returns tunes and seconds per tune."""
+    tunes: list[str] = []
+    start = time.perf_counter()
+    for i in range(0, len(headers), 16):
+        tunes += gen.generate(headers[i:i + 16], seeds[i:i + 16], **kwargs)
+    return tunes, (time.perf_counter() - start) / max(len(headers), 1)
+
+
+def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature: float = 1.0,
+        real: int = 100, threads: int = 2, memorisation: bool = True) -> dict:
+    """Generate and score; see the module docstring.
+
+    Args:
+        checkpoint: the checkpoint folder.
+        n: generated tunes per decoding mode.
+        bars: bars per generated tune.
+        temperature: sampling temperature.
+        real: real test-split tunes for the reference row.
+        threads: torch threads.
+        memorisation: build the training-run index (a few seconds) and check for copies.
+
+    Returns:
+        ``{"rows": {name: metrics}, "timing": {...}, "settings": {...}}``.
+    """
+    torch.set_num_threads(threads)
+    ensure_splits()
+    gen = TuneGenerator.from_pretrained(checkpoint)
+    headers = [h for h in eval_headers(n)]
+    headers = [h if h.meter in gen.meters else Header(meter="4/4", key=h.key, rhythm=h.rhythm) for h in headers]
+    seeds = list(range(n))
+    index = RunIndex(read_split("train")) if memorisation else None
+
+    rows = {}
+    samples = {}
+    constrained, per_tune = timed_generate(gen, headers, seeds, temperature=temperature, bars=bars)
+    rows["generated (bar-aware)"] = score(constrained, headers, index)
+    samples["generated (bar-aware)"] = constrained[:3]
+    plain, _ = timed_generate(gen, headers, seeds, temperature=temperature, bars=bars, constrained=False)
+    rows["generated (plain sampling)"] = score(plain, headers, index)
+    samples["generated (plain sampling)"] = plain[:3]
+
+    test = read_split("test")
+    step = max(1, len(test) // max(real, 1))
+    reference = test[::step][:real]
+    ref_headers = [read_tune(t)[0] for t in reference]
+    rows["real tunes (test split)"] = score(reference, ref_headers, index)
+
+    start = time.perf_counter()
+    gen.generate(headers[:1], [0], temperature=temperature, bars=bars)
+    single = time.perf_counter() - start
+    timing = {"seconds_per_tune_batch_16": round(per_tune, 4), "seconds_single_tune": round(single, 4)}
+    settings = {"checkpoint": str(checkpoint), "tunes": n, "bars": bars, "temperature": temperature,
+                "threads": threads, "rhythms": RHYTHMS, "keys": KEYS}
+    return {"rows": rows, "timing": timing, "settings": settings, "targets": TARGETS, "samples": samples}
+
+
+def format_table(result: dict) -> str:
+    """The results as a Markdown table (the model card includes it verbatim)."""
+    cols = [("parse", "parse"), ("bars_ok", "bars ok"), ("tunes_all_bars_ok", "tunes all bars ok"),
+            ("key_corr", "key corr"), ("key_followed", "key followed"), ("meter_followed", "meter followed"),
+            ("memorised", "shares 48-run")]
+    lines = ["| | n | " + " | ".join(c[1] for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    for name, row in result["rows"].items():
+        cells = []
+        for key, _ in cols:
+            value = row[key]
+            cells.append("-" if value is None else f"{value:.2f}" if key == "key_corr" else f"{100 * value:.0f}%")
+        lines.append(f"| {name} | {row['tunes']} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| target (bar-aware) | 48 | ≥99% | ≥97% | ≥75% | ≥0.80 | (reported) | (reported) | ≤10% |"
+    )
+    t = result["timing"]
+    lines.append("")
+    lines.append(f"Generation: {t['seconds_single_tune']:.2f} s for one tune, "
+                 f"{t['seconds_per_tune_batch_16']:.2f} s per tune in batches of 16 "
+                 f"({result['settings']['bars']} bars, {result['settings']['threads']} threads).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line; ``--quick`` scores 4 short tunes without the memorisation index."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--tunes", type=int, default=48)
+    parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="eval JSON (default: <checkpoint>/eval.json)")
+    parser.add_argument("--quick", action="store_true", help="4 tunes of 8 bars, 4 real tunes, no copy check")
+    args = parser.parse_args(argv)
+    if args.quick:
+        result = run(args.checkpoint, n=4, bars=8, temperature=args.temperature, real=4, threads=args.threads,
+                     memorisation=False)
+    else:
+        result = run(args.checkpoint, n=args.tunes, bars=args.bars, temperature=args.temperature,
+                     threads=args.threads)
+    table = format_table(result)
+    print(table)
+    out = args.out or (None if args.quick else args.checkpoint / "eval.json")
+    if out is not None:
+        result["table"] = table
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Quality measures for generated (and real) tunes.
+
+* :func:`parses` - music21 reads the ABC (the judge is independent of our own lexer);
+* :func:`bar_checks_of` - each bar fills the meter, short bars only as pickup / at a section end;
+* :func:`key_correlation` - Pearson correlation of the tune's duration-weighted pitch-class
+  histogram with the Krumhansl-Kessler profile of the *requested* key; :func:`estimated_key`
+  is the best of the 24 major/minor profiles;
+* :class:`RunIndex` - does a tune share a run of 48 symbols with any training tune
+  (memorisation check).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from tunesmith.abc import BAR_TOKENS, bar_checks, read_tune
+
+# Krumhansl & Kessler (1982) probe-tone ratings, tonic first
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+MINOR_MODES = ("m", "dor", "phr", "loc")
+RUN_LENGTH = 48
+
+
+def parse_score(abc: str):
+    """Parse with music21, or ``None`` when it fails or holds no notes."""
+    import music21
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            score = music21.converter.parse(abc, format="abc")
+    except Exception:  # music21 raises many unrelated types on bad input
+        return None
+    if not score.flatten().notes:
+        return None
+    return score
+
+
+def parses(abc: str) -> bool:
+    """True when music21 reads the tune and finds notes in it."""
+    return parse_score(abc) is not None
+
+
+def bar_checks_of(abc: str, meter: str | None = None) -> list[bool]:
+    """One boolean per bar of a canonical tune: does it fill ``meter`` (default: its own M:)?"""
+    header, symbols = read_tune(abc)
+    return bar_checks(symbols, meter or header.meter)
+
+
+def tonic_and_mode(key: str) -> tuple[int, bool]:
+    """``"F#m"`` -> (6, True): tonic pitch class and whether the minor profile applies."""
+    pc = _STEPS[key[0].upper()]
+    rest = key[1:]
+    if rest.startswith("#"):
+        pc, rest = pc + 1, rest[1:]
+    elif rest.startswith("b"):
+        pc, rest = pc - 1, rest[1:]
+    return pc % 12, rest in MINOR_MODES
+
+
+def pitch_histogram(score) -> np.ndarray:
+    """Duration-weighted pitch-class histogram of a music21 score."""
+    hist = np.zeros(12)
+    for element in score.flatten().notes:
+        for pitch in element.pitches:
+            hist[pitch.pitchClass] += float(element.quarterLength) or 0.25
+    return hist
+
+
+def profile(tonic: int, minor: bool) -> np.ndarray:
+    """The Krumhansl-Kessler profile rotated so index 0 is pitch class C."""
+    return np.roll(KK_MINOR if minor else KK_MAJOR, tonic)
+
+
+def key_correlation(hist: np.ndarray, key: str) -> float:
+    """Pearson correlation between a pitch histogram and the profile of ``key``."""
+    if hist.sum() == 0 or np.allclose(hist, hist[0]):
+        return 0.0
+    tonic, minor = tonic_and_mode(key)
+    return float(np.corrcoef(hist, profile(tonic, minor))[0, 1])
+
+
+def estimated_key(hist: np.ndarray) -> tuple[int, bool]:
+    """The best-correlating of the 24 major/minor keys, as ``(tonic pitch class, minor)``."""
+    best = max(
+        ((t, m) for t in range(12) for m in (False, True)),
+        key=lambda tm: np.corrcoef(hist, profile(*tm))[0, 1] if hist.std() > 0 else 0,
+    )
+    return best
+
+
+class RunIndex:
+    """Hashes of every run of ``n`` consecutive body symbols in a set of tunes.
+
+    Bar lines are left out of the runs, so the check compares notes, not how they are barred.
+
+    Args:
+        tunes: canonical ABC tunes (usually the training split).
+        n: run length in symbols.
+    """
+
+    def __init__(self, tunes: list[str], n: int = RUN_LENGTH):
+        self.n = n
+        self.hashes: set[int] = set()
+        for abc in tunes:
+            notes = self._notes(abc)
+            for i in range(len(notes) - n + 1):
+                self.hashes.add(hash(tuple(notes[i:i + n])))
+
+    @staticmethod
+    def _notes(abc: str) -> list[str]:
+        _, symbols = read_tune(abc)
+        return [s for s in symbols if s not in BAR_TOKENS]
+
+    def shares_run(self, abc: str) -> bool:
+        """True when ``abc`` shares at least one run of ``n`` symbols with the indexed tunes."""
+        notes = self._notes(abc)
+        return any(hash(tuple(notes[i:i + self.n])) in self.hashes for i in range(len(notes) - self.n + 1))
+
+    __contains__ = shares_run

@@ -1,0 +1,85 @@
+"""The ABC normaliser and the canonical form."""
+
+from fractions import Fraction
+
+import pytest
+
+from tunesmith.abc import (
+    Header,
+    NormaliseError,
+    bar_checks,
+    canonical_key,
+    normalise_tune,
+    parse_length,
+    read_body,
+    read_tune,
+    render_tune,
+)
+
+RYAN_STYLE = """X:1
+T:Some Strathspey -- Strathspey
+R:strathspey
+M:C
+L:1/8
+K:Am
+u"4"e|\\
+v(c<A)(A>.B) (c<A) (A>.f) | {d}c2 [EA]2 G2 (3efg |
+!trill!a4 a2 g2 | a8 :|
+w: some words
+"""
+
+
+def test_normalises_decorations_broken_rhythm_chords_and_triplets():
+    header, symbols = normalise_tune(RYAN_STYLE)
+    assert header == Header(meter="4/4", key="Am", rhythm="strathspey")
+    # pickup, c<A expanded, grace and chord symbol gone, chord reduced to its top note
+    assert symbols[:6] == ["e", "|", "c/2", "A3/2", "A3/2", "B/2"]
+    assert "(3" in symbols and symbols[-1] == ":|"
+    assert all(not s.startswith('"') for s in symbols)
+    assert "A2" in symbols  # [EA]2 -> A2
+
+
+def test_every_bar_of_the_normalised_tune_is_checked_right():
+    header, symbols = normalise_tune(RYAN_STYLE)
+    assert all(bar_checks(symbols, header.meter))
+
+
+def test_essen_lines_without_bar_lines_get_one_when_the_bar_is_full():
+    text = "X:1\nM:4/4\nL:1/4\nK:G\nG2A2\nB2c2|d4|e4|]\n"
+    _, symbols = normalise_tune(text)
+    assert symbols == ["G4", "A4", "|", "B4", "c4", "|", "d8", "|", "e8", "|]"]
+
+
+def test_render_and_read_back_round_trip():
+    header, symbols = normalise_tune(RYAN_STYLE)
+    abc = render_tune(header, symbols, title="T", index=3)
+    again_header, again_symbols = read_tune(abc)
+    assert again_symbols == symbols
+    assert again_header == header
+    assert abc.startswith("X:3\nT:T\nM:4/4\nL:1/8\nR:strathspey\nK:Am\n")
+
+
+@pytest.mark.parametrize(
+    "text", [
+        "X:1\nM:none\nL:1/8\nK:D\nABcd|ABcd|ABcd|ABcd|\n",  # no meter
+        "X:1\nM:2/4\nL:1/8\nK:D\nAB|cd|\nM:3/4\nABc|ABc|ABc|\n",  # meter change
+        "X:1\nM:2/4\nL:1/8\nK:D\n(5ABcde|cd|AB|cd|\n",  # quintuplet
+        "X:1\nM:2/4\nL:1/8\nK:D\nAB|cd|\n",  # too short
+    ],
+)
+def test_tunes_the_canonical_form_cannot_express_are_refused(text):
+    with pytest.raises(NormaliseError):
+        normalise_tune(text)
+
+
+def test_lengths_and_keys():
+    assert parse_length("") == 1 and parse_length("/") == Fraction(1, 2)
+    assert parse_length("3/2") == Fraction(3, 2) and parse_length("//") == Fraction(1, 4)
+    assert canonical_key("A Dorian") == "Ador" and canonical_key("Emin") == "Em"
+    assert canonical_key("F#m") == "F#m"
+
+
+def test_bar_checks_allow_pickups_and_short_section_ends_only():
+    assert bar_checks(read_body("A | B4 c4 | d4 e3 :|"), "4/4") == [True, True, True]
+    assert bar_checks(read_body("A8 | B4 | c8 |]"), "4/4") == [True, False, True]
+    assert bar_checks(read_body("A8 | B4 c4 d | c8 |]"), "4/4") == [True, False, True]

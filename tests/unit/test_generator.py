@@ -1,0 +1,86 @@
+"""The shipped tune generator: determinism, row independence, header following."""
+
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tunesmith import paths
+from tunesmith.abc import BAR_TOKENS, Header, bar_checks, read_tune
+from tunesmith.generator import TuneGenerator
+
+CHECKPOINT = paths.CHECKPOINTS / "tune-generator"
+JIG = Header(meter="6/8", key="D", rhythm="jig")
+WALTZ = Header(meter="3/4", key="Am", rhythm="waltz")
+REEL = Header(meter="4/4", key="G", rhythm="reel")
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return TuneGenerator.from_pretrained(CHECKPOINT, threads=1)
+
+
+def test_checkpoint_loads_with_the_auto_classes():
+    model = AutoModelForCausalLM.from_pretrained(CHECKPOINT)
+    tokenizer = AutoTokenizer.from_pretrained(CHECKPOINT)
+    assert model.config.vocab_size == len(tokenizer)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("M:6/8 K:D R:jig")["input_ids"]) == ["M:6/8", "K:D", "R:jig"]
+
+
+def test_same_seed_same_tune_other_seed_other_tune(gen):
+    a = gen.generate([JIG], [7], bars=8)
+    b = gen.generate([JIG], [7], bars=8)
+    c = gen.generate([JIG], [8], bars=8)
+    assert a == b
+    assert a != c
+
+
+def test_a_row_does_not_depend_on_the_other_rows(gen):
+    batch = gen.generate([REEL, JIG, WALTZ], [1, 2, 3], bars=8)
+    assert gen.generate([JIG], [2], bars=8)[0] == batch[1]
+    assert gen.generate([WALTZ, REEL], [3, 99], bars=8)[0] == batch[2]
+
+
+def test_same_tune_in_a_fresh_process(gen):
+    code = (
+        "from tunesmith.generator import TuneGenerator; from tunesmith.abc import Header;"
+        f"g = TuneGenerator.from_pretrained({str(CHECKPOINT)!r}, threads=1);"
+        "print(g.generate([Header(meter='6/8', key='D', rhythm='jig')], [11], bars=8)[0], end='')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == gen.generate([JIG], [11], bars=8)[0]
+
+
+@pytest.mark.parametrize("header", [JIG, WALTZ, REEL, Header(meter="9/8", key="Em", rhythm="slip jig"),
+                                    Header(meter="2/4", key="A", rhythm="polka")])
+def test_headers_are_followed_and_every_bar_fills_the_meter(gen, header):
+    tunes = gen.generate([header] * 3, [0, 1, 2], bars=12, titles=["a", "b", "c"])
+    for tune, title in zip(tunes, "abc"):
+        lines = tune.splitlines()
+        assert lines[:3] == ["X:1", f"T:{title}", f"M:{header.meter}"]
+        assert "L:1/8" in lines and f"K:{header.key}" in lines
+        assert f"R:{header.rhythm}" in lines
+        parsed_header, symbols = read_tune(tune)
+        assert parsed_header.meter == header.meter and parsed_header.key == header.key
+        assert all(bar_checks(symbols, header.meter))
+        assert symbols[-1] in ("|]", ":|")
+        bars = sum(1 for s in symbols if s in BAR_TOKENS and not s.startswith("["))
+        assert 12 <= bars <= 14  # the bars asked for, plus a pickup and a short section end
+
+
+def test_plain_sampling_is_still_available(gen):
+    tune = gen.generate([JIG], [3], bars=8, constrained=False)[0]
+    assert tune.startswith("X:1\nT:Tune 3\nM:6/8\nL:1/8\nR:jig\nK:D\n")
+
+
+def test_bad_requests_raise_value_errors_naming_the_problem(gen):
+    with pytest.raises(ValueError, match="key"):
+        gen.generate([Header(key="H")], [1])
+    with pytest.raises(ValueError, match="meter"):
+        gen.generate([Header(meter="17/3")], [1])
+    with pytest.raises(ValueError, match="seeds"):
+        gen.generate([JIG, JIG], [1])
+    with pytest.raises(ValueError, match="bars"):
+        gen.generate([JIG], [1], bars=gen.max_bars + 1)
+    assert gen.generate([], []) == []
