@@ -11,7 +11,8 @@ so a caller (the MLServer runtime, the UI) can show or act on how sure the choic
 
 Explicit facts still win. A key ("in G", "E minor"), a meter ("6/8"), a tune type ("reel") or a
 tempo ("at 100 bpm") named in the text is taken from the keyword parser (or the tempo pattern)
-with confidence 1.0; the embeddings decide only what the text leaves open.
+with confidence 1.0; the embeddings decide only what the text leaves open. A key named without
+a mode ("a sad waltz in G") is major, as in ABC, whatever the mood words say.
 
 Why a nearest-prototype classifier rather than a trained one: there is no labelled corpus of
 requests to train on, a few phrases per value are easy to read, correct and extend in a
@@ -275,12 +276,10 @@ class PromptEncoder:
             return [_keyword_encoding(text) for text in texts]
         # a text without a single word says nothing: embedding it would only add noise
         wordy = [i for i, text in enumerate(texts) if re.search(r"\w", text)]
-        results = [_keyword_encoding(text) for text in texts]
-        if wordy:
-            similarities = self._embed([texts[i] for i in wordy]) @ self._vectors.T
-            for i, row in zip(wordy, similarities):
-                results[i] = self._encoding(texts[i], row)
-        return results
+        rows = dict(zip(wordy, self._embed([texts[i] for i in wordy]) @ self._vectors.T)) if wordy else {}
+        return [
+            self._encoding(text, rows[i]) if i in rows else _keyword_encoding(text) for i, text in enumerate(texts)
+        ]
 
     def __call__(self, prompt: str) -> Encoding:
         """Encode a single request (see :meth:`encode`)."""
