@@ -122,27 +122,51 @@ def test_synthesizer_renders_a_generated_tune_as_wav(platform_server):
     assert np.isfinite(samples).all() and 0.05 < np.abs(samples).max() <= 1.0
 
 
+TRITON_CALLER = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as tgrpc
+import tritonclient.http as thttp
+
+http_url, grpc_address, prompt_text = sys.argv[1:4]
+prompt = np.array([prompt_text.encode()], dtype=np.object_)
+seed = np.array([5], dtype=np.int64)
+
+http = thttp.InferenceServerClient(http_url)
+inputs = [thttp.InferInput("prompt", [1], "BYTES"), thttp.InferInput("seed", [1], "INT64")]
+inputs[0].set_data_from_numpy(prompt, binary_data=False)
+inputs[1].set_data_from_numpy(seed, binary_data=False)
+out = [thttp.InferRequestedOutput("abc", binary_data=False)]
+http_tune = http.infer("tune-generator", inputs, outputs=out).as_numpy("abc")[0]
+
+client = tgrpc.InferenceServerClient(grpc_address)
+inputs = [tgrpc.InferInput("prompt", [1], "BYTES"), tgrpc.InferInput("seed", [1], "INT64")]
+inputs[0].set_data_from_numpy(prompt)
+inputs[1].set_data_from_numpy(seed)
+grpc_tune = client.infer("tune-generator", inputs).as_numpy("abc")[0]
+
+as_text = lambda t: t.decode() if isinstance(t, bytes) else str(t)
+print(json.dumps({"http": as_text(http_tune), "grpc": as_text(grpc_tune)}))
+"""
+
+
 def test_third_party_v2_client_tritonclient_http_and_grpc(platform_server):
-    """The V2 protocol is not MLServer's own: NVIDIA Triton's client speaks it too."""
-    import tritonclient.grpc as tgrpc
-    import tritonclient.http as thttp
+    """The V2 protocol is not MLServer's own: NVIDIA Triton's client speaks it too.
 
-    prompt = np.array([PROMPTS[0].encode()], dtype=np.object_)
-    seed = np.array([5], dtype=np.int64)
+    It runs in a process of its own, as a third-party caller would: tritonclient's gRPC stubs and
+    MLServer's define the same ``inference`` protobuf package, which cannot be loaded twice into
+    one process.
+    """
+    import json
+    import subprocess
+    import sys
 
-    http = thttp.InferenceServerClient(platform_server.http_url.removeprefix("http://"))
-    inputs = [thttp.InferInput("prompt", [1], "BYTES"), thttp.InferInput("seed", [1], "INT64")]
-    inputs[0].set_data_from_numpy(prompt, binary_data=False)
-    inputs[1].set_data_from_numpy(seed, binary_data=False)
-    result = http.infer("tune-generator", inputs, outputs=[thttp.InferRequestedOutput("abc", binary_data=False)])
-    http_tune = result.as_numpy("abc")[0]
-
-    client = tgrpc.InferenceServerClient(platform_server.grpc_address)
-    inputs = [tgrpc.InferInput("prompt", [1], "BYTES"), tgrpc.InferInput("seed", [1], "INT64")]
-    inputs[0].set_data_from_numpy(prompt)
-    inputs[1].set_data_from_numpy(seed)
-    grpc_tune = client.infer("tune-generator", inputs).as_numpy("abc")[0]
-
-    as_text = [t.decode() if isinstance(t, bytes) else t for t in (http_tune, grpc_tune)]
-    assert as_text[0] == as_text[1]
-    assert as_text[0].startswith("X:")
+    result = subprocess.run(
+        [sys.executable, "-c", TRITON_CALLER, platform_server.http_url.removeprefix("http://"),
+         platform_server.grpc_address, PROMPTS[0]],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    tunes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert tunes["http"] == tunes["grpc"]
+    assert tunes["http"].startswith("X:")
