@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
@@ -40,6 +41,8 @@ def compose(generator, *texts, seed=7, bars=4, **extra) -> list[str]:
 
 
 def test_load_sets_torch_threads_from_the_settings(generator):
+    torch.set_num_threads(1 if int(limit(generator.settings, "torch_threads", 1)) != 1 else 2)
+    assert asyncio.run(generator.load()) is True
     assert torch.get_num_threads() == int(limit(generator.settings, "torch_threads", None))
 
 
