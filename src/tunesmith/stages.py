@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     materialize(args.stage, args.into, backup=not args.no_backup)
     if args.into.resolve() == paths.MODELS.resolve():
-        print("A running server still has the old models: restart it (`make serve`, or start_server() in a notebook).")
+        print("If a server is running, it still has the old models: restart it (`make serve`, or start_server() in a notebook).")
     return 0
 
 
