@@ -1,4 +1,4 @@
-"""Session fixtures: the stage-1 runtimes, loaded once from the materialised solution."""
+"""Session fixtures: the runtimes, loaded once from the materialised solution."""
 
 from __future__ import annotations
 
@@ -15,3 +15,13 @@ def synthesizer(platform_models) -> MLModel:
 @pytest.fixture(scope="session")
 def generator(platform_models) -> MLModel:
     return load_runtime(platform_models, "tune-generator")
+
+
+@pytest.fixture(scope="session")
+def prompt_encoder(platform_models) -> MLModel:
+    return load_runtime(platform_models, "prompt-encoder")
+
+
+@pytest.fixture(scope="session")
+def audio_fx(platform_models) -> MLModel:
+    return load_runtime(platform_models, "audio-fx")
