@@ -844,3 +844,36 @@ def transpose(header: Header, symbols: list[str], semitones: int) -> tuple[Heade
         pitch = name + "," * (-octave_index) if octave_index <= 0 else name.lower() + "'" * (octave_index - 1)
         out.append(text + pitch + length)
     return Header(meter=header.meter, key=new_key, rhythm=header.rhythm, unit=header.unit), out
+
+
+def pitches(header: Header, symbols: list[str]) -> list[tuple[int | None, str]]:
+    """Sounding pitch (semitones, middle C = 60; ``None`` for rests) and written length per note.
+
+    Key signature and accidentals held through the bar are applied; triplet marks and bar lines
+    are left out.
+    """
+    try:
+        signature = key_signature(header.key)
+    except NormaliseError:
+        signature = {}
+    carry: dict[tuple[str, int], int] = {}
+    out: list[tuple[int | None, str]] = []
+    for symbol in symbols:
+        if symbol in BAR_TOKENS:
+            carry.clear()
+            continue
+        rest = CANON_REST_RE.match(symbol)
+        if rest:
+            out.append((None, rest.group(1)))
+            continue
+        m = CANON_NOTE_RE.match(symbol)
+        if not m:
+            continue
+        accidental, letter, octave, length = m.groups()
+        number = _pitch_number(letter, octave)
+        base = letter.upper()
+        if accidental:
+            carry[(base, number)] = _ALTER[accidental]
+        alter = carry.get((base, number), signature.get(base, 0))
+        out.append((60 + 12 * (number // 7) + _NATURAL[number % 7] + alter, length))
+    return out

@@ -1,7 +1,7 @@
 """Evaluate a tune checkpoint: ``python -m tunesmith.evaluate`` (``make eval``).
 
-Generates seeded tunes over a grid of tune types and keys, once with bar-aware decoding and once
-with plain sampling, scores them with :mod:`tunesmith.metrics`, scores a sample of real tunes from
+Generates seeded tunes over a grid of tune types and keys with bar-aware decoding (with and
+without the key prior) and with plain sampling, scores them with :mod:`tunesmith.metrics`, scores a sample of real tunes from
 the held-out test split as a reference row, prints a table and writes ``eval.json``.
 """
 
@@ -87,7 +87,7 @@ def timed_generate(gen: TuneGenerator, headers, seeds, **kwargs) -> tuple[list[s
 
 
 def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature: float = 1.0,
-        real: int = 100, threads: int = 2, memorisation: bool = True) -> dict:
+        real: int = 100, threads: int = 1, memorisation: bool = True) -> dict:
     """Generate and score; see the module docstring.
 
     Args:
@@ -106,15 +106,28 @@ def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature
     ensure_splits()
     gen = TuneGenerator.from_pretrained(checkpoint)
     headers = [h for h in eval_headers(n)]
-    headers = [h if h.meter in gen.meters else Header(meter="4/4", key=h.key, rhythm=h.rhythm) for h in headers]
+    headers = [Header(meter=h.meter if h.meter in gen.meters else "4/4", key=h.key if h.key in gen.keys else "D",
+                      rhythm=h.rhythm) for h in headers]
     seeds = list(range(n))
-    index = RunIndex(read_split("train")) if memorisation else None
+    train_index = RunIndex(read_split("train")) if memorisation else None
+    # generated tunes are checked against the whole corpus, real test tunes against training
+    index = RunIndex(read_split("train") + read_split("validation") + read_split("test")) if memorisation else None
 
     rows = {}
     samples = {}
     constrained, per_tune = timed_generate(gen, headers, seeds, temperature=temperature, bars=bars)
     rows["generated (bar-aware)"] = score(constrained, headers, index)
+    by_request = {}
+    for label, pick in [("key " + k, lambda h, k=k: h.key == k) for k in KEYS] + [
+            ("rhythm " + r, lambda h, r=r: h.rhythm == r) for r, _ in RHYTHMS]:
+        chosen = [(t, h) for t, h in zip(constrained, headers) if pick(h)]
+        if chosen:
+            by_request[label] = score([t for t, _ in chosen], [h for _, h in chosen], None)
     samples["generated (bar-aware)"] = constrained[:3]
+    weight, gen.key_weight = gen.key_weight, 0.0
+    no_prior, _ = timed_generate(gen, headers, seeds, temperature=temperature, bars=bars)
+    gen.key_weight = weight
+    rows["generated (bar-aware, no key prior)"] = score(no_prior, headers, index)
     plain, _ = timed_generate(gen, headers, seeds, temperature=temperature, bars=bars, constrained=False)
     rows["generated (plain sampling)"] = score(plain, headers, index)
     samples["generated (plain sampling)"] = plain[:3]
@@ -123,7 +136,7 @@ def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature
     step = max(1, len(test) // max(real, 1))
     reference = test[::step][:real]
     ref_headers = [read_tune(t)[0] for t in reference]
-    rows["real tunes (test split)"] = score(reference, ref_headers, index)
+    rows["real tunes (test split)"] = score(reference, ref_headers, train_index)
 
     start = time.perf_counter()
     gen.generate(headers[:1], [0], temperature=temperature, bars=bars)
@@ -131,7 +144,8 @@ def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature
     timing = {"seconds_per_tune_batch_16": round(per_tune, 4), "seconds_single_tune": round(single, 4)}
     settings = {"checkpoint": str(checkpoint), "tunes": n, "bars": bars, "temperature": temperature,
                 "threads": threads, "rhythms": RHYTHMS, "keys": KEYS}
-    return {"rows": rows, "timing": timing, "settings": settings, "targets": TARGETS, "samples": samples}
+    return {"rows": rows, "by_request": by_request, "timing": timing, "settings": settings, "targets": TARGETS,
+            "samples": samples}
 
 
 def format_table(result: dict) -> str:
@@ -164,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tunes", type=int, default=48)
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; one-token decoding steps are fastest on one thread")
     parser.add_argument("--out", type=Path, default=None, help="eval JSON (default: <checkpoint>/eval.json)")
     parser.add_argument("--quick", action="store_true", help="4 tunes of 8 bars, 4 real tunes, no copy check")
     args = parser.parse_args(argv)

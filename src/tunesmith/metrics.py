@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from tunesmith.abc import BAR_TOKENS, bar_checks, read_tune
+from tunesmith.abc import bar_checks, pitches, read_tune
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -94,31 +94,42 @@ def estimated_key(hist: np.ndarray) -> tuple[int, bool]:
 
 
 class RunIndex:
-    """Hashes of every run of ``n`` consecutive body symbols in a set of tunes.
+    """Hashes of every run of ``n`` consecutive notes in a set of tunes, in any key.
 
-    Bar lines are left out of the runs, so the check compares notes, not how they are barred.
+    A run is compared as (interval from the previous note, written length) pairs, rests as
+    rests, so a copy is found even when it was transposed (training sees transposed copies) or
+    barred differently.
 
     Args:
-        tunes: canonical ABC tunes (usually the training split).
-        n: run length in symbols.
+        tunes: canonical ABC tunes (the training split, or the whole corpus).
+        n: run length in notes and rests.
     """
 
     def __init__(self, tunes: list[str], n: int = RUN_LENGTH):
         self.n = n
         self.hashes: set[int] = set()
         for abc in tunes:
-            notes = self._notes(abc)
-            for i in range(len(notes) - n + 1):
-                self.hashes.add(hash(tuple(notes[i:i + n])))
+            for run in self._runs(abc):
+                self.hashes.add(run)
 
-    @staticmethod
-    def _notes(abc: str) -> list[str]:
-        _, symbols = read_tune(abc)
-        return [s for s in symbols if s not in BAR_TOKENS]
+    def _runs(self, abc: str):
+        header, symbols = read_tune(abc)
+        notes = pitches(header, symbols)
+        steps = []
+        previous = None
+        for pitch, length in notes:
+            if pitch is None:
+                steps.append(("z", length))
+                continue
+            steps.append((0 if previous is None else pitch - previous, length))
+            previous = pitch
+        for i in range(len(steps) - self.n + 1):
+            window = list(steps[i:i + self.n])
+            window[0] = ("start", window[0][1])  # the interval into the run is not part of it
+            yield hash(tuple(window))
 
     def shares_run(self, abc: str) -> bool:
-        """True when ``abc`` shares at least one run of ``n`` symbols with the indexed tunes."""
-        notes = self._notes(abc)
-        return any(hash(tuple(notes[i:i + self.n])) in self.hashes for i in range(len(notes) - self.n + 1))
+        """True when ``abc`` shares at least one run of ``n`` notes with the indexed tunes."""
+        return any(run in self.hashes for run in self._runs(abc))
 
     __contains__ = shares_run

@@ -84,7 +84,12 @@ def parse_prompt(text: str) -> Header:
 
 
 def _key(text: str) -> str | None:
-    candidates = [m for m in _KEY_AFTER_IN.finditer(text) if m.group(1).isupper() or m.group(2) or m.group(3)]
+    # a lower-case letter after "in" is a key only with an accidental or mode, or at the end of a
+    # phrase ("polka in g"); "a reel in a hurry" is not in A
+    candidates = [
+        m for m in _KEY_AFTER_IN.finditer(text)
+        if m.group(1).isupper() or m.group(2) or m.group(3) or text[m.end():].strip()[:1] in ("", ",", ".", "!", ";", ")")
+    ]
     m = candidates[0] if candidates else _KEY_WITH_MODE.search(text)
     if m:
         tonic = m.group(1).upper()

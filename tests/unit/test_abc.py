@@ -83,3 +83,22 @@ def test_bar_checks_allow_pickups_and_short_section_ends_only():
     assert bar_checks(read_body("A | B4 c4 | d4 e3 :|"), "4/4") == [True, True, True]
     assert bar_checks(read_body("A8 | B4 | c8 |]"), "4/4") == [True, False, True]
     assert bar_checks(read_body("A8 | B4 c4 d | c8 |]"), "4/4") == [True, False, True]
+
+
+def test_transposition_respells_accidentals_for_the_new_key():
+    from tunesmith.abc import pitches, transpose
+
+    header = Header(meter="4/4", key="D")
+    symbols = read_body("D2 F2 A2 ^c2 | =c2 c2 B2 _B2 | d8 |]")
+    new_header, new_symbols = transpose(header, symbols, 2)
+    assert new_header.key == "E"
+    assert new_symbols == read_body("E2 G2 B2 d2 | =d2 d2 c2 =c2 | e8 |]")
+    before = [p for p, _ in pitches(header, symbols)]
+    after = [p for p, _ in pitches(new_header, new_symbols)]
+    assert after == [p + 2 for p in before]
+
+
+def test_minor_tunes_written_under_a_major_signature_are_named_minor():
+    text = "X:1\nM:3/4\nL:1/8\nK:G\nE2 G2 B2 | e4 B2 | G2 F2 E2 | B,2 E4 | E2 G2 B2 | e6 | B2 G2 F2 | E6 |]\n"
+    header, _ = normalise_tune(text)
+    assert header.key == "Em"

@@ -84,3 +84,8 @@ def test_bad_requests_raise_value_errors_naming_the_problem(gen):
     with pytest.raises(ValueError, match="bars"):
         gen.generate([JIG], [1], bars=gen.max_bars + 1)
     assert gen.generate([], []) == []
+
+
+def test_headers_are_canonicalised_and_titles_kept_on_one_line(gen):
+    tune = gen.generate([Header(meter="C", key="Dmaj", rhythm="reel")], [5], bars=4, titles=["a\nK:C"])[0]
+    assert tune.splitlines()[:6] == ["X:1", "T:a K:C", "M:4/4", "L:1/8", "R:reel", "K:D"]

@@ -53,3 +53,11 @@ def test_tonic_and_mode():
     assert tonic_and_mode("Bb") == (10, False)
     assert tonic_and_mode("Ador") == (9, True)
     assert key_correlation(np.zeros(12), "D") == 0.0
+
+
+def test_run_index_finds_transposed_copies():
+    from tunesmith.abc import read_tune, render_tune, transpose
+
+    index = RunIndex([D_MAJOR], n=16)
+    header, symbols = read_tune(D_MAJOR)
+    assert render_tune(*transpose(header, symbols, 3)) in index

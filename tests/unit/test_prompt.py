@@ -16,6 +16,7 @@ from tunesmith.prompt import DEFAULT, parse_prompt
         ("hornpipe in B flat", Header(meter="4/4", key="Bb", rhythm="hornpipe")),
         ("a march in 6/8, F# minor", Header(meter="6/8", key="F#m", rhythm="march")),
         ("polka in G", Header(meter="2/4", key="G", rhythm="polka")),
+        ("a polka in g, please", Header(meter="2/4", key="G", rhythm="polka")),
     ],
 )
 def test_recognised_requests(text, expected):
