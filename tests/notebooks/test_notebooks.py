@@ -102,8 +102,24 @@ def workspace(tmp_path_factory):
             print("\nnotebook execution times: " + ", ".join(f"{k}: {v:.0f} s" for k, v in ws.seconds.items()))
 
 
+STAGE1_MODELS = {"synthesizer", "tune-generator"}
+STAGE2_MODELS = {"prompt-encoder", "audio-fx"}
+
+
 def test_the_notebooks_are_there():
-    assert [p.name[:4] for p in NOTEBOOKS[:4]] == ["1.1-", "1.2-", "1.3-", "1.4-"]
+    assert [p.name[:4] for p in NOTEBOOKS[:6]] == ["1.1-", "1.2-", "1.3-", "1.4-", "2.1-", "2.2-"]
+
+
+def served_folders(models: Path) -> set[str]:
+    return {p.parent.name for p in models.glob("*/model-settings.json")}
+
+
+def test_each_stage_starts_with_what_the_stages_before_it_built(tmp_path):
+    """`make stage-2` is stage 1's two models only; `make stage-3` adds every stage-2 model."""
+    stages.materialize(2, tmp_path / "stage-2", backup=False)
+    assert served_folders(tmp_path / "stage-2") == STAGE1_MODELS
+    stages.materialize(3, tmp_path / "stage-3", backup=False)
+    assert served_folders(tmp_path / "stage-3") >= STAGE1_MODELS | STAGE2_MODELS
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -1,0 +1,94 @@
+"""Stage 2's models served side by side with stage 1's by one real MLServer, over REST and gRPC.
+
+The server is the shared ``platform_server`` (the finished platform, materialised from the
+notebooks). Each model answers its contract; bad audio gets a 4xx that names the problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import requests
+import soundfile
+
+from tunesmith.client import grpc_infer
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+STAGE2 = ["prompt-encoder", "audio-fx"]
+
+
+def infer(server, model: str, inputs: list[dict]) -> requests.Response:
+    return requests.post(f"{server.http_url}/v2/models/{model}/infer", json={"inputs": inputs}, timeout=120)
+
+
+def outputs_of(response: requests.Response) -> dict:
+    assert response.status_code == 200, response.text[:500]
+    return {o["name"]: o for o in response.json()["outputs"]}
+
+
+def wav(seconds: float = 1.0, rate: int = 22050, channels: int = 1, fmt: str = "WAV") -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.4 * np.sin(2 * np.pi * 440 * t)
+    samples = np.stack([tone] * channels, axis=1) if channels > 1 else tone
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format=fmt)
+    return buffer.getvalue()
+
+
+def audio_input(data: bytes) -> dict:
+    return {"name": "audio", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(data).decode()]}
+
+
+@pytest.mark.parametrize("model", STAGE2)
+def test_stage2_models_are_ready_beside_stage1(platform_server, model):
+    for name in [model, "synthesizer", "tune-generator"]:
+        assert requests.get(f"{platform_server.http_url}/v2/models/{name}/ready", timeout=10).status_code == 200, name
+
+
+def test_prompt_encoder_over_rest(platform_server):
+    prompts = ["a lively reel in G", "a lullaby", "a march at 100 bpm"]
+    out = outputs_of(infer(platform_server, "prompt-encoder", [{"name": "prompt", "datatype": "BYTES", "shape": [3], "data": prompts}]))
+    assert set(out) == {"header", "tempo", "meter_confidence", "key_confidence", "rhythm_confidence", "tempo_confidence"}
+    assert all(o["shape"] == [3] for o in out.values())
+    assert "R:reel" in out["header"]["data"][0] and "K:G" in out["header"]["data"][0]
+    assert out["tempo"]["data"][2] == 100 and out["tempo_confidence"]["data"][2] == pytest.approx(1.0)
+
+
+def test_audio_fx_over_rest_converts_stereo_flac(platform_server):
+    out = outputs_of(infer(platform_server, "audio-fx", [
+        audio_input(wav(rate=44100, channels=2, fmt="FLAC")),
+        {"name": "gain_db", "datatype": "FP32", "shape": [1], "data": [-6.0]},
+    ]))
+    assert out["audio"]["parameters"]["content_type"] == "base64"
+    samples, rate = soundfile.read(io.BytesIO(base64.b64decode(out["audio"]["data"][0])))
+    assert rate == out["sample_rate"]["data"][0] == 22050 and samples.ndim == 1
+    assert np.abs(samples).max() == pytest.approx(0.4 * 10 ** (-6 / 20), rel=0.05)
+
+
+def test_audio_fx_over_grpc_takes_raw_bytes(platform_server):
+    result = grpc_infer(platform_server.grpc_address, "audio-fx", {"audio": wav(), "tempo_rate": 2.0})
+    samples, rate = soundfile.read(io.BytesIO(result["audio"][0]))
+    assert rate == 22050 and len(samples) == pytest.approx(rate / 2, rel=0.05)
+
+
+# (model, inputs, words the error message must contain)
+BAD_AUDIO = {
+    "not audio": ("audio-fx", [audio_input(b"GIF89a, a picture, not a sound")], ["audio", "not a readable audio file"]),
+    "empty audio": ("audio-fx", [audio_input(wav(seconds=0))], ["audio", "no samples"]),
+    "too long": ("audio-fx", [audio_input(wav(seconds=31, rate=8000))], ["limit of 30 s"]),
+    "setting out of range": ("audio-fx", [audio_input(wav()), {"name": "pitch_semitones", "datatype": "FP32", "shape": [1], "data": [24.0]}], ["pitch_semitones", "between -12 and 12"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_AUDIO, ids=list(BAD_AUDIO))
+def test_bad_audio_is_a_4xx_naming_the_problem(platform_server, case):
+    model, inputs, words = BAD_AUDIO[case]
+    response = infer(platform_server, model, inputs)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    message = response.json().get("error", "")
+    for word in words:
+        assert word.lower() in message.lower(), message
