@@ -28,6 +28,7 @@ from tunesmith.corpus import ABC_DIR, ensure_splits, read_split
 from tunesmith.tokenizer import build_tokenizer, encode_tune, tune_symbols
 
 DEFAULT_OUT = paths.CHECKPOINTS / "tune-generator"
+QUICK_OUT = paths.BUILD / "quick-tune-generator"  # never overwrites the shipped checkpoint
 SEQ_LEN = 512
 HEADER_TOKENS = 3  # M:, K:, R: after <s>: conditioning, not predicted
 
@@ -270,7 +271,8 @@ def plot_losses(record: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line; ``--quick`` trains a tiny model on a few tunes in seconds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"checkpoint folder (default {DEFAULT_OUT}, or {QUICK_OUT} with --quick)")
     parser.add_argument("--steps", type=int, default=1300)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--batch-tokens", type=int, default=8192)
@@ -278,13 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine one thread was 3-4x faster than two")
     parser.add_argument("--augment", type=int, default=2, help="transposed copies per training tune")
-    parser.add_argument("--quick", action="store_true", help="tiny model, 200 tunes, 20 steps")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 200 tunes, 20 steps, in seconds")
     args = parser.parse_args(argv)
     if args.quick:
-        record = train(args.out, steps=20, seed=args.seed, batch_tokens=2048, size="tiny", limit=200,
+        record = train(args.out or QUICK_OUT, steps=20, seed=args.seed, batch_tokens=2048, size="tiny", limit=200,
                        eval_every=10, threads=args.threads, augment_copies=args.augment)
     else:
-        record = train(args.out, steps=args.steps, seed=args.seed, batch_tokens=args.batch_tokens, lr=args.lr,
+        record = train(args.out or DEFAULT_OUT, steps=args.steps, seed=args.seed, batch_tokens=args.batch_tokens, lr=args.lr,
                        threads=args.threads, augment_copies=args.augment)
     print(json.dumps({k: v for k, v in record.items() if not k.endswith("_loss")}, indent=1))
 

@@ -89,3 +89,15 @@ def test_bad_requests_raise_value_errors_naming_the_problem(gen):
 def test_headers_are_canonicalised_and_titles_kept_on_one_line(gen):
     tune = gen.generate([Header(meter="C", key="Dmaj", rhythm="reel")], [5], bars=4, titles=["a\nK:C"])[0]
     assert tune.splitlines()[:6] == ["X:1", "T:a K:C", "M:4/4", "L:1/8", "R:reel", "K:D"]
+
+
+def test_a_quick_training_run_writes_a_loadable_checkpoint(tmp_path):
+    from tunesmith.train import main
+
+    main(["--quick", "--out", str(tmp_path)])
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_record.json", "loss_curve.png"):
+        assert (tmp_path / name).exists()
+    small = TuneGenerator.from_pretrained(tmp_path, threads=1)
+    header = Header(meter=small.meters[0], key=small.keys[0])
+    tune = small.generate([header], [0], bars=4)[0]
+    assert all(bar_checks(read_tune(tune)[1], header.meter))
