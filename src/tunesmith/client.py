@@ -23,6 +23,9 @@ Example::
     client = MusicClient()                       # $TUNESMITH_SERVER_URL or http://127.0.0.1:8080
     abc = client.compose("a lively jig in D", seed=7)
     wav, sample_rate = client.synthesize(abc, tempo=120)
+    slower, sample_rate = client.effects(wav, tempo_rate=0.8, reverb_mix=0.3)
+    heard = client.transcribe(slower)             # {"abc", "confidence", "tempo", "key", "meter"}
+    rhythms = client.classify(wav)                # {"jig": 0.9, "reel": 0.05, ...}
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ GRPC_ENV = "TUNESMITH_GRPC_ADDRESS"
 
 GENERATOR = "tune-generator"
 SYNTHESIZER = "synthesizer"
+EFFECTS = "audio-fx"
+TRANSCRIBER = "transcriber"
+CLASSIFIER = "style-classifier"
 
 # Generating a tune on a laptop CPU takes seconds, not milliseconds; a short read timeout would
 # report a busy server as a dead one. Connecting, on the other hand, is instant when the server runs.
@@ -228,6 +234,38 @@ def _scalar(value: Any) -> Any:
     return np.asarray(value).reshape(-1)[0].item()
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
+
+
+def _audio_bytes(wav: Any) -> bytes:
+    """The audio argument as bytes; a path or text would be sent as a (useless) string otherwise."""
+    if not isinstance(wav, (bytes, bytearray, memoryview)):
+        raise TypeError(f"audio must be the file's bytes, got {type(wav).__name__}")
+    return bytes(wav)
+
+
+def _wav_output(outputs: dict, model: str) -> tuple[bytes, int]:
+    """``(wav_bytes, sample_rate)`` from a response with an ``audio`` WAV output."""
+    if "audio" not in outputs or not len(outputs["audio"]):
+        raise InferenceFailed(f"response has no 'audio' output (got {sorted(outputs)})", model=model)
+    wav = _as_bytes(outputs["audio"][0])
+    if not (wav.startswith(b"RIFF") and wav[8:12] == b"WAVE"):
+        raise InferenceFailed("the 'audio' output is not a WAV file", model=model)
+    if "sample_rate" in outputs:
+        return wav, int(_scalar(outputs["sample_rate"]))
+    import soundfile  # the WAV header knows the rate too
+
+    return wav, soundfile.info(io.BytesIO(wav)).samplerate
+
+
+def _effect_names() -> tuple[str, ...]:
+    """The effect settings ``audio-fx`` takes, read from :mod:`tunesmith.effects` so they never drift."""
+    from tunesmith.effects import PARAM_RANGES
+
+    return tuple(PARAM_RANGES)
+
+
 # -- the music API, shared by both transports ------------------------------------------------------
 class _MusicApi:
     """Calls of the music contract written once on top of :meth:`infer` (REST or gRPC)."""
@@ -237,6 +275,9 @@ class _MusicApi:
     def infer(self, model: str, inputs: Mapping[str, Any] | Iterable[RequestInput], version: str | None = None) -> dict:
         raise NotImplementedError
 
+    def metadata(self, name: str) -> dict:
+        raise NotImplementedError
+
     def compose_many(
         self,
         prompts: Sequence[str],
@@ -244,6 +285,8 @@ class _MusicApi:
         seed: int | None = None,
         temperature: float | None = None,
         bars: int | None = None,
+        abc_prefix: str | None = None,
+        header: str | None = None,
     ) -> list[str]:
         """Ask ``tune-generator`` for one tune per prompt, in one request.
 
@@ -252,6 +295,11 @@ class _MusicApi:
             seed: makes the result repeatable; ``None`` lets the model choose.
             temperature: sampling temperature (> 0); ``None`` for the model's default.
             bars: roughly how many bars to write; ``None`` for the model's default.
+            abc_prefix: an opening (ABC body, or a whole tune with headers) every tune continues;
+                ``None`` to write from the start. Only a generator whose metadata lists the
+                ``abc_prefix`` input uses it (see :meth:`model_inputs`).
+            header: ABC header lines (``M:``, ``K:``, ...) to write under instead of the ones the
+                prompt implies; ``None`` to let the prompt decide.
 
         Returns:
             ABC tunes, in the order of ``prompts``.
@@ -265,6 +313,8 @@ class _MusicApi:
             "seed": None if seed is None else np.asarray([seed], dtype=np.int64),
             "temperature": None if temperature is None else np.asarray([temperature], dtype=np.float32),
             "bars": None if bars is None else np.asarray([bars], dtype=np.int32),
+            "abc_prefix": None if abc_prefix is None else [abc_prefix],
+            "header": None if header is None else [header],
         }
         outputs = self.infer(GENERATOR, inputs)
         if "abc" not in outputs:
@@ -281,13 +331,17 @@ class _MusicApi:
         seed: int | None = None,
         temperature: float | None = None,
         bars: int | None = None,
+        abc_prefix: str | None = None,
+        header: str | None = None,
     ) -> str:
         """Ask ``tune-generator`` for one tune; see :meth:`compose_many` for the arguments.
 
         Returns:
             A complete ABC tune with X:, T:, M:, L: and K: headers.
         """
-        return self.compose_many([prompt], seed=seed, temperature=temperature, bars=bars)[0]
+        return self.compose_many(
+            [prompt], seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix, header=header
+        )[0]
 
     def synthesize(self, abc: str, *, tempo: int | None = None, instrument: str | None = None) -> tuple[bytes, int]:
         """Ask ``synthesizer`` to play an ABC tune.
@@ -305,19 +359,98 @@ class _MusicApi:
             "tempo": None if tempo is None else np.asarray([tempo], dtype=np.int32),
             "instrument": None if instrument is None else [instrument],
         }
-        outputs = self.infer(SYNTHESIZER, inputs)
-        if "audio" not in outputs or not len(outputs["audio"]):
-            raise InferenceFailed(f"response has no 'audio' output (got {sorted(outputs)})", model=SYNTHESIZER)
-        wav = _as_bytes(outputs["audio"][0])
-        if not (wav.startswith(b"RIFF") and wav[8:12] == b"WAVE"):
-            raise InferenceFailed("the 'audio' output is not a WAV file", model=SYNTHESIZER)
-        if "sample_rate" in outputs:
-            sample_rate = int(_scalar(outputs["sample_rate"]))
-        else:  # the WAV header knows it too
-            import soundfile
+        return _wav_output(self.infer(SYNTHESIZER, inputs), SYNTHESIZER)
 
-            sample_rate = soundfile.info(io.BytesIO(wav)).samplerate
-        return wav, sample_rate
+    def effects(self, wav: bytes, **params: float) -> tuple[bytes, int]:
+        """Ask ``audio-fx`` to run its effect chain on an audio file.
+
+        Args:
+            wav: the audio file's bytes (WAV, FLAC or OGG; any rate, mono or stereo).
+            **params: effect settings by name (``tempo_rate=0.8``, ``reverb_mix=0.3``, ...; see
+                ``tunesmith.effects.PARAM_RANGES``); settings left out keep the model's default
+                (no change). The server refuses unknown names and out-of-range values.
+
+        Returns:
+            ``(wav_bytes, sample_rate)`` of the processed audio.
+        """
+        known = _effect_names()
+        unknown = sorted(set(params) - set(known))
+        if unknown:  # the model would ignore an unknown input; a typo should not do nothing
+            raise BadRequest(
+                f"unknown effect setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}", model=EFFECTS
+            )
+        inputs: dict[str, Any] = {"audio": _audio_bytes(wav)}
+        for name, value in params.items():
+            if value is not None:
+                inputs[name] = np.asarray([value], dtype=np.float32)
+        return _wav_output(self.infer(EFFECTS, inputs), EFFECTS)
+
+    def transcribe(self, wav: bytes) -> dict:
+        """Ask ``transcriber`` to write down the melody of a recording.
+
+        Args:
+            wav: the recording's bytes (WAV, FLAC or OGG; any rate, mono or stereo), e.g. a hummed
+                or whistled tune.
+
+        Returns:
+            ``{"abc": str, "confidence": float, "tempo": int, "key": str, "meter": str}``.
+        """
+        outputs = self.infer(TRANSCRIBER, {"audio": _audio_bytes(wav)})
+        if "abc" not in outputs or not len(outputs["abc"]):
+            raise InferenceFailed(f"response has no 'abc' output (got {sorted(outputs)})", model=TRANSCRIBER)
+        result: dict[str, Any] = {"abc": _text(outputs["abc"][0])}
+        for name in ("key", "meter"):
+            if name in outputs and len(outputs[name]):
+                result[name] = _text(outputs[name][0])
+        if "confidence" in outputs:
+            result["confidence"] = float(_scalar(outputs["confidence"]))
+        if "tempo" in outputs:
+            result["tempo"] = int(_scalar(outputs["tempo"]))
+        return result
+
+    def classify(self, wav: bytes) -> dict[str, float]:
+        """Ask ``style-classifier`` which dance rhythm a recording has.
+
+        The class names come from the model's ``labels`` output when it sends one, else from the
+        ``labels`` parameter of its declared ``probabilities`` output (model metadata).
+
+        Args:
+            wav: the recording's bytes (WAV, FLAC or OGG; any rate, mono or stereo).
+
+        Returns:
+            ``{label: probability}``, most likely first; the probabilities sum to 1.
+        """
+        outputs = self.infer(CLASSIFIER, {"audio": _audio_bytes(wav)})
+        if "probabilities" not in outputs:
+            raise InferenceFailed(f"response has no 'probabilities' output (got {sorted(outputs)})", model=CLASSIFIER)
+        probs = np.asarray(outputs["probabilities"], dtype=np.float64)
+        probs = probs[0] if probs.ndim == 2 else probs.reshape(-1)  # [N, C]: one recording was sent
+        labels = [_text(v) for v in outputs.get("labels", [])] or self._declared_labels(CLASSIFIER)
+        if len(labels) != len(probs):
+            raise InferenceFailed(
+                f"{len(probs)} probabilities but {len(labels)} class names ({labels})", model=CLASSIFIER
+            )
+        return dict(sorted(zip(labels, map(float, probs)), key=lambda item: -item[1]))
+
+    def _declared_labels(self, model: str) -> list[str]:
+        """Class names from the ``labels`` parameter of a model's declared ``probabilities`` output.
+
+        The parameter may be a list, or a comma-separated string (gRPC metadata carries only
+        scalar parameters, so a list declared in model-settings.json reaches REST clients only).
+        """
+        for output in self.model_outputs(model):
+            labels = (output.get("parameters") or {}).get("labels")
+            if output.get("name") == "probabilities" and labels:
+                return [v.strip() for v in labels.split(",")] if isinstance(labels, str) else [str(v) for v in labels]
+        return []
+
+    def model_inputs(self, model: str) -> list[str]:
+        """Names of the inputs a model declares (its metadata), e.g. to see if an option is supported."""
+        return [i["name"] for i in self.metadata(model).get("inputs") or []]
+
+    def model_outputs(self, model: str) -> list[dict]:
+        """The outputs a model declares (its metadata), as dicts with ``name``, ``datatype``, ``parameters``."""
+        return list(self.metadata(model).get("outputs") or [])
 
 
 # -- REST -----------------------------------------------------------------------------------------
@@ -554,6 +687,14 @@ class GrpcMusicClient(_MusicApi):
             }
             for m in answer.models
         ]
+
+    def metadata(self, name: str) -> dict:
+        """Model metadata (declared inputs and outputs), as :meth:`MusicClient.metadata` returns it."""
+        from mlserver.grpc import dataplane_pb2 as pb
+        from mlserver.grpc.converters import ModelMetadataResponseConverter
+
+        answer = self._call(self.stub.ModelMetadata, pb.ModelMetadataRequest(name=name), model=name)
+        return ModelMetadataResponseConverter.to_types(answer).model_dump(mode="json", exclude_none=True)
 
     def infer_request(self, model: str, request: InferenceRequest, version: str | None = None) -> InferenceResponse:
         """Send a ready-made :class:`InferenceRequest` over gRPC and return the decoded response type."""

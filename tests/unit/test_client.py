@@ -1,9 +1,10 @@
-"""tunesmith.client against a real MLServer serving small stand-ins for the two stage-1 models.
+"""tunesmith.client against a real MLServer serving small stand-ins for the music models.
 
 The stand-ins (written into ``tmp_path``) follow the server contract exactly (input names,
 datatypes, base64 WAV output, 400 with a message for bad input) but compute nothing: the generator
-writes a fixed tune titled with the prompt and as many bars as asked, the synthesizer a short sine
-tone. That tests the client's encoding, decoding and error handling over real HTTP and gRPC
+writes a fixed tune titled with the prompt and as many bars as asked (after the opening it is given,
+if any), the synthesizer a short sine tone, the effects stand-in changes the length by the tempo
+rate, the transcriber writes a fixed tune and the classifier gives fixed probabilities. That tests the client's encoding, decoding and error handling over real HTTP and gRPC
 without waiting for trained models.
 """
 
@@ -50,10 +51,12 @@ class StubGenerator(MLModel):
         seed = read_scalar(request, "seed", kind=int, default=0)
         read_scalar(request, "temperature", kind=float, default=1.0, low=0, high=5, low_inclusive=False)
         bars = read_scalar(request, "bars", kind=int, default=8, low=1, high=64)
+        prefix = read_strings(request, "abc_prefix", max_items=1, max_chars=2000, required=False)
+        opening = prefix[0].strip() + " " if prefix else ""
         tunes = []
         for i, prompt in enumerate(prompts):
             body = " ".join(["dfd cec|" if (b + seed) % 2 else "dfa agf|" for b in range(bars)])
-            tunes.append(f"X:{i + 1}\\nT:{prompt}\\nM:6/8\\nL:1/8\\nK:D\\n{body}]\\n")
+            tunes.append(f"X:{i + 1}\\nT:{prompt}\\nM:6/8\\nL:1/8\\nK:D\\n{opening}{body}]\\n")
         return InferenceResponse(model_name=self.name, outputs=[StringCodec.encode_output("abc", tunes)])
 '''
 
@@ -100,16 +103,117 @@ class StubSynthesizer(MLModel):
 '''
 
 
+STUB_EFFECTS = '''
+import io
+
+import numpy as np
+import soundfile
+from mlserver import MLModel
+from mlserver.codecs import Base64Codec, NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from tunesmith.serving import BadInput, read_bytes, read_scalar
+
+
+class StubEffects(MLModel):
+    """Plays the audio faster or slower by dropping or repeating samples, and applies the gain."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        data = read_bytes(request, "audio", max_bytes=10_000_000)
+        rate = read_scalar(request, "tempo_rate", kind=float, default=1.0, low=0.5, high=2.0)
+        gain = read_scalar(request, "gain_db", kind=float, default=0.0, low=-24, high=24)
+        try:
+            samples, sr = soundfile.read(io.BytesIO(data), dtype="float32")
+        except Exception as exc:
+            raise BadInput(f"input 'audio': not an audio file ({exc})") from None
+        index = np.arange(int(len(samples) / rate)) * rate
+        out = samples[index.astype(int)] * 10 ** (gain / 20)
+        buffer = io.BytesIO()
+        soundfile.write(buffer, out, sr, format="WAV")
+        return InferenceResponse(
+            model_name=self.name,
+            outputs=[
+                Base64Codec.encode_output("audio", [buffer.getvalue()]),
+                NumpyCodec.encode_output("sample_rate", np.asarray([sr], dtype=np.int32)),
+            ],
+        )
+'''
+
+STUB_TRANSCRIBER = '''
+import numpy as np
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec, StringCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from tunesmith.serving import read_bytes
+
+
+class StubTranscriber(MLModel):
+    """Hears the same two bars in every recording."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        read_bytes(request, "audio", max_bytes=10_000_000)
+        return InferenceResponse(
+            model_name=self.name,
+            outputs=[
+                StringCodec.encode_output("abc", ["X:1\\nT:Heard\\nM:4/4\\nL:1/8\\nQ:1/4=96\\nK:G\\nGABc d2B2|c2A2 G4|]\\n"]),
+                NumpyCodec.encode_output("confidence", np.asarray([0.75], dtype=np.float32)),
+                NumpyCodec.encode_output("tempo", np.asarray([96], dtype=np.int32)),
+                StringCodec.encode_output("key", ["G"]),
+                StringCodec.encode_output("meter", ["4/4"]),
+            ],
+        )
+'''
+
+STUB_CLASSIFIER = '''
+import numpy as np
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from tunesmith.serving import read_bytes
+
+
+class StubClassifier(MLModel):
+    """Always hears a jig (the class names are declared in model-settings.json)."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        read_bytes(request, "audio", max_bytes=10_000_000)
+        return InferenceResponse(
+            model_name=self.name,
+            outputs=[NumpyCodec.encode_output("probabilities", np.asarray([[0.1, 0.7, 0.15, 0.05]], dtype=np.float32))],
+        )
+'''
+
+STUB_LABELS = ["reel", "jig", "hornpipe", "slip jig"]
+
+
 def write_stub_models(root):
-    """Write the two stand-in model folders under ``root``; returns ``root``."""
+    """Write the stand-in model folders under ``root``; returns ``root``."""
     for name, module, cls, source in (
         ("tune-generator", "stub_generator", "StubGenerator", STUB_GENERATOR),
         ("synthesizer", "stub_synthesizer", "StubSynthesizer", STUB_SYNTHESIZER),
+        ("audio-fx", "stub_effects", "StubEffects", STUB_EFFECTS),
+        ("transcriber", "stub_transcriber", "StubTranscriber", STUB_TRANSCRIBER),
+        ("style-classifier", "stub_classifier", "StubClassifier", STUB_CLASSIFIER),
     ):
         folder = root / name
         folder.mkdir(parents=True)
         (folder / f"{module}.py").write_text(textwrap.dedent(source))
         settings = {"name": name, "implementation": f"{module}.{cls}"}
+        if name == "tune-generator":
+            settings["inputs"] = [{"name": n, "datatype": t, "shape": [s]} for n, t, s in (
+                ("prompt", "BYTES", -1), ("seed", "INT64", 1), ("temperature", "FP32", 1), ("bars", "INT32", 1),
+                ("abc_prefix", "BYTES", 1))]
+        if name == "style-classifier":
+            settings["outputs"] = [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 4],
+                                    "parameters": {"labels": STUB_LABELS}}]
         (folder / "model-settings.json").write_text(json.dumps(settings))
     return root
 
@@ -202,7 +306,7 @@ def test_server_and_model_status(client):
     assert client.model_ready("tune-generator") is True
     assert client.model_ready("no-such-model") is False
     index = {m["name"]: m["state"] for m in client.models()}
-    assert index == {"tune-generator": "READY", "synthesizer": "READY"}
+    assert index == dict.fromkeys(["tune-generator", "synthesizer", "audio-fx", "transcriber", "style-classifier"], "READY")
     assert client.metadata("synthesizer")["name"] == "synthesizer"
 
 
@@ -252,15 +356,59 @@ def test_generic_infer_decodes_outputs(client):
     assert np.ravel(outputs["sample_rate"]).tolist() == [16000]
 
 
+def _tone(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    t = np.arange(int(rate * seconds)) / rate
+    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def test_compose_continues_an_opening(client):
+    assert "abc_prefix" in client.model_inputs("tune-generator")
+    abc = client.compose("a jig", bars=2, abc_prefix="ABc def|")
+    assert abc.splitlines()[-1].startswith("ABc def| ")
+
+
+def test_effects_return_a_wav_file(client):
+    wav, rate = client.effects(_tone(1.0), tempo_rate=2.0, gain_db=-6.0)
+    samples, file_rate = soundfile.read(io.BytesIO(wav))
+    assert rate == file_rate == 16000
+    assert len(samples) == 8000  # twice as fast: half as long
+    with pytest.raises(BadRequest, match="tempo_rate"):
+        client.effects(_tone(0.1), tempo_rate=5.0)
+    with pytest.raises(BadRequest, match="unknown effect setting.*'reverb_mx'"):
+        client.effects(_tone(0.1), reverb_mx=0.5)
+    with pytest.raises(BadRequest, match="not an audio file"):
+        client.effects(b"this is not audio")
+    with pytest.raises(TypeError, match="bytes"):
+        client.effects("tone.wav")
+
+
+def test_transcribe_returns_abc_and_its_facts(client):
+    heard = client.transcribe(_tone(0.5))
+    assert heard["abc"].startswith("X:1") and "K:G" in heard["abc"]
+    assert (heard["key"], heard["meter"], heard["tempo"]) == ("G", "4/4", 96)
+    assert heard["confidence"] == pytest.approx(0.75)
+
+
+def test_classify_names_every_class(client):
+    probabilities = client.classify(_tone(0.5))
+    assert list(probabilities) == ["jig", "hornpipe", "reel", "slip jig"]  # most likely first
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+
+
 # -- gRPC against the same server -------------------------------------------------------------------
 def test_grpc_gives_the_same_answers_as_rest(client, grpc_client):
     assert grpc_client.live()
     assert grpc_client.model_ready("tune-generator") is True
     assert grpc_client.model_ready("no-such-model") is False
-    assert {m["name"] for m in grpc_client.models()} == {"tune-generator", "synthesizer"}
+    assert {m["name"] for m in grpc_client.models()} == {m["name"] for m in client.models()}
     assert grpc_client.compose("a reel", seed=5, bars=3) == client.compose("a reel", seed=5, bars=3)
     wav, rate = grpc_client.synthesize("X:1\nK:D\nabc|", tempo=120)
     assert wav[:4] == b"RIFF" and rate == 16000
+    assert grpc_client.transcribe(_tone(0.5)) == client.transcribe(_tone(0.5))
+    slow, _ = grpc_client.effects(_tone(0.5), tempo_rate=0.5)
+    assert soundfile.info(io.BytesIO(slow)).frames == 16000
 
 
 def test_grpc_errors(grpc_client):
