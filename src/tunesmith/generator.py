@@ -23,7 +23,9 @@ header, seed and settings, never on which other requests share the batch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +39,20 @@ from tunesmith.abc import (
     Header,
     NormaliseError,
     CANON_NOTE_RE,
+    _lex_body,
     _pitch_number,
     canonical_key,
     canonical_meter,
+    format_length,
     key_signature,
     meter_length,
     render_tune,
+    split_tune,
     symbol_length,
 )
 from tunesmith.metrics import profile, tonic_and_mode
 from tunesmith.tokenizer import header_ids
+
 
 TICKS = 24  # integer ticks per eighth note: exact for triplets of lengths down to /8
 PLAIN_BARS = ("|",)
@@ -85,10 +91,11 @@ class BarConstraint:
     Args:
         tokenizer: the checkpoint's tokenizer.
         headers: one header per row; the meter sets the bar length.
-        bars: full bars to generate before the tune must end.
+        bars: full bars to generate before the tune must end; one number for every row, or one
+            per row.
     """
 
-    def __init__(self, tokenizer, headers: list[Header], bars: int, key_weight: float = 0.0):
+    def __init__(self, tokenizer, headers: list[Header], bars: int | list[int], key_weight: float = 0.0):
         vocab = tokenizer.get_vocab()
         size = max(vocab.values()) + 1
         self.length = np.full(size, -1, dtype=np.int64)  # ticks, -1 for non-notes
@@ -108,8 +115,10 @@ class BarConstraint:
         # triplet notes sound for 2/3 of their written length: that must be a whole tick count
         self.tuplet_ok = self.note_mask & ((self.length * 2) % 3 == 0)
         self.min_note = int(self.length[self.note_mask].min())
+        per_row = list(bars) if isinstance(bars, (list, tuple)) else [bars] * len(headers)
         self.states = [
-            _RowState(bar=int(meter_length(h.meter) / UNIT * TICKS), bars_wanted=bars) for h in headers
+            _RowState(bar=int(meter_length(h.meter) / UNIT * TICKS), bars_wanted=int(b))
+            for h, b in zip(headers, per_row)
         ]
         # key prior: each note token's pitch class under the row's key signature and the
         # accidentals held in the current bar, scored by the key's Krumhansl-Kessler profile
@@ -310,64 +319,200 @@ class TuneGenerator:
             raise ValueError(f"unsupported unit {header.unit!r}; the model writes L:1/8")
         return header
 
+    def prefix_symbols(self, prefix: str, header: Header) -> list[str]:
+        """Read an ABC opening into the canonical symbols the model continues from.
+
+        ``prefix`` is either a tune body (``"A2B c2d | e2f g2e |"``, in ``L:1/8`` unless it says
+        otherwise) or a whole tune with its own header lines; then its ``M:`` and ``K:`` must agree
+        with ``header`` (the model cannot continue a 3/4 opening as a 6/8 jig). The body goes
+        through the same normaliser as the training corpus, so any ABC the corpus reader accepts
+        (broken rhythms, chords reduced to their top note, decorations dropped) works here too. A
+        final ``|]`` becomes ``|``: the opening is not the end of the tune.
+
+        Args:
+            prefix: the opening, as ABC text.
+            header: the (canonical) header of the tune to generate.
+
+        Returns:
+            Canonical symbols; an opening that stops inside a bar ends without a bar line.
+
+        Raises:
+            ValueError: naming what cannot be read, a header that disagrees, or a symbol the
+                model does not know.
+        """
+        text = str(prefix).strip()
+        if not text:
+            raise ValueError("prefix is empty")
+        unit = UNIT
+        if any(line.strip().startswith("K:") for line in text.splitlines()):
+            fields, body = split_tune(text)
+            try:
+                if "M" in fields and canonical_meter(fields["M"]) != header.meter:
+                    raise ValueError(f"prefix meter M:{fields['M']} differs from the requested {header.meter}")
+                if "K" in fields and canonical_key(fields["K"]) != header.key:
+                    raise ValueError(f"prefix key K:{fields['K']} differs from the requested {header.key}")
+            except NormaliseError as exc:
+                raise ValueError(f"prefix: {exc}") from None
+            if "L" in fields:
+                num, _, den = fields["L"].partition("/")
+                if not (num.strip().isdigit() and den.strip().isdigit() and int(num) > 0 and int(den) > 0):
+                    raise ValueError(f"prefix: unsupported unit L:{fields['L']}")
+                unit = Fraction(int(num), int(den))
+            text = body.strip()
+            if not text:
+                raise ValueError("prefix has a header but no notes")
+        # the corpus reader skips ABC decoration letters; in an opening typed by hand, a word such
+        # as "hello" is a mistake, not decorations, so letters that are not notes are refused
+        stray = re.search(r"[h-tw-yIK-NQ-SU-Y]", re.sub(r'"[^"]*"|![^!]*!|\[[A-Za-z]:[^\]]*\]', "", text))
+        if stray:
+            raise ValueError(f"prefix cannot be read: {stray.group(0)!r} at {text[stray.start():stray.start() + 10]!r} is not a note")
+        ends_with_bar = text.rstrip()[-1] in "|]:"
+        # the corpus normaliser wants a complete tune of at least four bars: close the opening
+        # with a bar line and four bars of rest, then take them off again
+        bar = meter_length(header.meter)
+        rest = "z" + format_length(bar / unit)
+        lines = [line.split("%", 1)[0] for line in text.splitlines()]
+        lines[-1] += " |" + f" {rest} |" * 4
+        try:
+            symbols = _lex_body(lines, unit, bar)
+        except NormaliseError as exc:
+            raise ValueError(f"prefix cannot be read: {exc}") from None
+        symbols = symbols[:-8]
+        if not ends_with_bar:
+            symbols = symbols[:-1]
+        elif symbols and symbols[-1] == "|]":
+            symbols[-1] = "|"
+        if not any(symbol_length(s) for s in symbols):
+            raise ValueError("prefix has no notes")
+        vocab = self.tokenizer.get_vocab()
+        unknown = [s for s in symbols if s not in vocab]
+        if unknown:
+            raise ValueError(f"prefix uses {unknown[0]!r}, which the model does not know")
+        return symbols
+
     @torch.inference_mode()
     def generate(
         self,
         headers: list[Header],
         seeds: list[int],
-        temperature: float = 1.0,
-        bars: int = 16,
+        temperature: float | list[float] = 1.0,
+        bars: int | list[int] = 16,
         titles: list[str] | None = None,
         constrained: bool = True,
+        prefixes: list[str | None] | None = None,
     ) -> list[str]:
-        """Generate one tune per header, all rows in one batched forward pass per step.
+        """Generate one tune per header, rows sharing a prompt length in one batched pass per step.
 
         Args:
             headers: meter, key and rhythm of each tune.
             seeds: one seed per tune; same inputs give the same tune, bit for bit.
-            temperature: softmax temperature (> 0); lower is safer, higher more adventurous.
-            bars: full bars per tune (1 to :attr:`max_bars`); a pickup bar is extra.
+            temperature: softmax temperature (> 0); lower is safer, higher more adventurous. One
+                value for all rows, or one per row.
+            bars: full bars per tune (1 to :attr:`max_bars`), counting those of a prefix; a pickup
+                bar is extra. One value for all rows, or one per row.
             titles: ``T:`` line per tune; defaults to ``"Tune <seed>"``.
             constrained: bar-aware decoding (default) or plain sampling.
+            prefixes: per row, an ABC opening to continue (see :meth:`prefix_symbols`) or
+                ``None``; the tune then starts with the opening's notes. With ``constrained``
+                the opening must itself keep the meter.
 
         Returns:
             Complete ABC tunes (``X:``, ``T:``, ``M:``, ``L:``, ``R:`` when known, ``K:``, body).
 
         Raises:
-            ValueError: mismatched list lengths, unsupported meter/key, or out-of-range settings.
+            ValueError: mismatched list lengths, unsupported meter/key, out-of-range settings,
+                or a prefix that cannot be read or continued.
         """
-        if len(seeds) != len(headers):
-            raise ValueError(f"got {len(headers)} headers but {len(seeds)} seeds")
-        if titles is not None and len(titles) != len(headers):
-            raise ValueError(f"got {len(headers)} headers but {len(titles)} titles")
-        if not 1 <= int(bars) <= self.max_bars:
-            raise ValueError(f"bars must be between 1 and {self.max_bars}, got {bars}")
-        if not (temperature > 0 and temperature <= 10):
-            raise ValueError(f"temperature must be in (0, 10], got {temperature}")
+        n = len(headers)
+        if len(seeds) != n:
+            raise ValueError(f"got {n} headers but {len(seeds)} seeds")
+        if titles is not None and len(titles) != n:
+            raise ValueError(f"got {n} headers but {len(titles)} titles")
+        if prefixes is not None and len(prefixes) != n:
+            raise ValueError(f"got {n} headers but {len(prefixes)} prefixes")
+        temperatures = _per_row(temperature, n, "temperature")
+        bars_per_row = _per_row(bars, n, "bars")
+        for value in bars_per_row:
+            if isinstance(value, bool) or int(value) != value or not 1 <= int(value) <= self.max_bars:
+                raise ValueError(f"bars must be between 1 and {self.max_bars}, got {value}")
+        for value in temperatures:
+            if not (value > 0 and value <= 10):
+                raise ValueError(f"temperature must be in (0, 10], got {value}")
         if not headers:
             return []
         headers = [self.check_header(header) for header in headers]
-        bars = int(bars)
-        prompts = [header_ids(self.tokenizer, h) for h in headers]
+        bars_per_row = [int(b) for b in bars_per_row]
+        temperatures = [float(t) for t in temperatures]
+        openings = [
+            self.prefix_symbols(p, h) if p is not None else [] for p, h in zip(prefixes or [None] * n, headers)
+        ]
+
+        # rows whose prompts have the same length share one batch (no padding, so a row's tune
+        # never depends on the other rows); without prefixes that is every row
+        groups: dict[int, list[int]] = {}
+        for row, opening in enumerate(openings):
+            groups.setdefault(len(opening), []).append(row)
+        bodies: list[list[str]] = [[] for _ in range(n)]
+        for rows in groups.values():
+            out = self._sample(
+                [headers[r] for r in rows], [seeds[r] for r in rows], [temperatures[r] for r in rows],
+                [bars_per_row[r] for r in rows], [openings[r] for r in rows], constrained,
+            )
+            for r, symbols in zip(rows, out):
+                bodies[r] = symbols
+
+        tunes = []
+        for row, header in enumerate(headers):
+            symbols = bodies[row]
+            if not symbols or symbols[-1] not in BAR_TOKENS:
+                symbols.append("|]")
+            title = " ".join(str(titles[row]).split()) if titles is not None else f"Tune {seeds[row]}"
+            tunes.append(render_tune(header, symbols, title=title, index=1))
+        return tunes
+
+    def _sample(self, headers, seeds, temperatures, bars, openings, constrained) -> list[list[str]]:
+        """The decoding loop for rows whose prompts (header + opening) have the same length."""
+        n = len(headers)
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         constraint = BarConstraint(self.tokenizer, headers, bars, key_weight=self.key_weight if constrained else 0.0)
-        n = len(headers)
+        vocab = self.tokenizer.get_vocab()
+        plain_bars = [0] * n
+        for row, opening in enumerate(openings):
+            written = sum(symbol in BAR_TOKENS for symbol in opening)
+            if written >= bars[row]:
+                raise ValueError(f"prefix already has {written} bars; ask for more bars than that")
+            for i, symbol in enumerate(opening):
+                token = vocab[symbol]
+                if constrained and not constraint.allowed(row)[token]:
+                    raise ValueError(
+                        f"prefix symbol {i + 1} ({symbol!r}) does not fit bar {constraint.states[row].bars_done + 1} "
+                        f"of {headers[row].meter} (bars must fill the meter)"
+                    )
+                constraint.update(row, token)
+                plain_bars[row] += symbol in BAR_TOKENS[:6]
+            if constrained and constraint.states[row].ended:
+                raise ValueError(
+                    f"prefix already has {constraint.states[row].bars_done} bars; ask for more bars than that"
+                )
+            if not constrained and plain_bars[row] >= bars[row]:
+                raise ValueError(f"prefix already has {plain_bars[row]} bars; ask for more bars than that")
+        prompts = [header_ids(self.tokenizer, h) + [vocab[s] for s in opening] for h, opening in zip(headers, openings)]
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         special = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<pad>", "<s>", "<unk>")]
-        header_tokens = [i for t, i in self.tokenizer.get_vocab().items() if t[:2] in ("M:", "K:", "R:")]
+        header_tokens = [i for t, i in vocab.items() if t[:2] in ("M:", "K:", "R:")]
         banned = torch.tensor(special + header_tokens, dtype=torch.long)
+        scale = torch.tensor(temperatures, dtype=torch.float32)[:, None]
 
-        max_new = min(self.max_positions - len(prompts[0]), bars * 40 + 40)
-        outputs: list[list[int]] = [[] for _ in range(n)]
+        max_new = min(self.max_positions - len(prompts[0]), max(bars) * 40 + 40)
+        outputs: list[list[int]] = [[vocab[s] for s in opening] for opening in openings]
         done = [False] * n
-        plain_bars = [0] * n
         input_ids = torch.tensor(prompts, dtype=torch.long)
         cache = None
-        for _ in range(max_new):
+        for _ in range(max(max_new, 0)):
             out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
             cache = out.cache
-            logits = out.logits[:, -1, :].float() / float(temperature)
+            logits = out.logits[:, -1, :].float() / scale
             logits[:, banned] = float("-inf")
             if constrained:
                 logits = constraint(None, logits)
@@ -385,18 +530,19 @@ class TuneGenerator:
                     outputs[row].append(token)
                     if not constrained and self.tokenizer.convert_ids_to_tokens(token) in BAR_TOKENS[:6]:
                         plain_bars[row] += 1
-                        if plain_bars[row] > bars:
+                        if plain_bars[row] > bars[row]:
                             done[row] = True
                 next_ids.append(token)
             if all(done):
                 break
             input_ids = torch.tensor(next_ids, dtype=torch.long)[:, None]
+        return [self.tokenizer.convert_ids_to_tokens(ids) for ids in outputs]
 
-        tunes = []
-        for row, header in enumerate(headers):
-            symbols = self.tokenizer.convert_ids_to_tokens(outputs[row])
-            if not symbols or symbols[-1] not in BAR_TOKENS:
-                symbols.append("|]")
-            title = " ".join(str(titles[row]).split()) if titles is not None else f"Tune {seeds[row]}"
-            tunes.append(render_tune(header, symbols, title=title, index=1))
-        return tunes
+
+def _per_row(value, n: int, name: str) -> list:
+    """One value for every row, or a list with one value per row."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"got {n} headers but {len(value)} values of {name}")
+        return list(value)
+    return [value] * n

@@ -24,7 +24,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from tunesmith import paths
 from tunesmith.abc import NormaliseError, key_signature, read_tune, render_tune, transpose
-from tunesmith.corpus import ABC_DIR, ensure_splits, read_split
+from tunesmith.corpus import ABC_DIR, COLLECTIONS, ensure_splits, read_split
 from tunesmith.tokenizer import build_tokenizer, encode_tune, tune_symbols
 
 DEFAULT_OUT = paths.CHECKPOINTS / "tune-generator"
@@ -80,6 +80,21 @@ def augment(tunes: list[str], copies: int, rng: random.Random) -> list[str]:
                 continue
             out.append(render_tune(new_header, new_symbols))
     return out
+
+
+def from_collections(tunes: list[str], collections: tuple[str, ...] | None) -> list[str]:
+    """Keep the tunes whose ``%source`` line names one of ``collections`` (all when ``None``).
+
+    The split files record each tune's collection (see :mod:`tunesmith.corpus`), so a model can
+    be trained on one kind of music, e.g. the dance collections without the Essen songs.
+    """
+    if not collections:
+        return tunes
+    unknown = set(collections) - set(COLLECTIONS)
+    if unknown:
+        raise ValueError(f"unknown collections {sorted(unknown)}; known: {', '.join(COLLECTIONS)}")
+    wanted = tuple(f"%source {c}/" for c in collections)
+    return [t for t in tunes if any(line.startswith(wanted) for line in t.splitlines()[:3])]
 
 
 def batches(sequences: list[list[int]], batch_tokens: int, rng: random.Random):
@@ -148,6 +163,7 @@ def train(
     threads: int = 1,
     data_dir: Path = ABC_DIR,
     augment_copies: int = 2,
+    collections: tuple[str, ...] | None = None,
 ) -> dict:
     """Train and write the checkpoint.
 
@@ -163,6 +179,8 @@ def train(
         threads: ``torch.set_num_threads``.
         data_dir: folder of the split files (built when missing).
         augment_copies: transposed copies per training tune (see :func:`augment`).
+        collections: keep only tunes from these music21 collections (training and validation
+            alike, so the validation loss measures the same kind of music); all when ``None``.
 
     Returns:
         The training record that is also written to ``training_record.json``.
@@ -171,8 +189,8 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     ensure_splits(data_dir)
-    real_train = read_split("train", data_dir)[:limit]
-    val_tunes = read_split("validation", data_dir)[: limit // 10 + 20 if limit else None]
+    real_train = from_collections(read_split("train", data_dir), collections)[:limit]
+    val_tunes = from_collections(read_split("validation", data_dir), collections)[: limit // 10 + 20 if limit else None]
     train_tunes = augment(real_train, augment_copies, random.Random(seed)) if augment_copies else real_train
     tokenizer = build_tokenizer((tune_symbols(t) for t in train_tunes), min_count=3 if augment_copies else 1)
     train_seqs = [encode_tune(tokenizer, t)[:SEQ_LEN] for t in train_tunes]
@@ -192,6 +210,7 @@ def train(
         "params": params, "vocab_size": len(tokenizer), "threads": threads,
         "train_tunes": len(real_train), "train_sequences_with_transpositions": len(train_seqs),
         "augment_copies": augment_copies, "validation_tunes": len(val_seqs),
+        "collections": list(collections) if collections else "all",
         "train_tokens": sum(len(s) for s in train_seqs),
         "train_loss": [], "validation_loss": [],
     }
@@ -280,14 +299,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine one thread was 3-4x faster than two")
     parser.add_argument("--augment", type=int, default=2, help="transposed copies per training tune")
+    parser.add_argument("--collections", default=None,
+                        help="comma-separated music21 collections to train on (default: all), "
+                             "e.g. oneills1850,ryansMammoth,airdsAirs for dance tunes only")
     parser.add_argument("--quick", action="store_true", help="tiny model, 200 tunes, 20 steps, in seconds")
     args = parser.parse_args(argv)
+    collections = tuple(c.strip() for c in args.collections.split(",") if c.strip()) if args.collections else None
     if args.quick:
         record = train(args.out or QUICK_OUT, steps=20, seed=args.seed, batch_tokens=2048, size="tiny", limit=200,
-                       eval_every=10, threads=args.threads, augment_copies=args.augment)
+                       eval_every=10, threads=args.threads, augment_copies=args.augment, collections=collections)
     else:
         record = train(args.out or DEFAULT_OUT, steps=args.steps, seed=args.seed, batch_tokens=args.batch_tokens, lr=args.lr,
-                       threads=args.threads, augment_copies=args.augment)
+                       threads=args.threads, augment_copies=args.augment, collections=collections)
     print(json.dumps({k: v for k, v in record.items() if not k.endswith("_loss")}, indent=1))
 
 

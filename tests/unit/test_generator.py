@@ -101,3 +101,67 @@ def test_a_quick_training_run_writes_a_loadable_checkpoint(tmp_path):
     header = Header(meter=small.meters[0], key=small.keys[0])
     tune = small.generate([header], [0], bars=4)[0]
     assert all(bar_checks(read_tune(tune)[1], header.meter))
+
+
+def body_of(tune: str) -> list[str]:
+    return read_tune(tune)[1]
+
+
+@pytest.mark.parametrize("opening, expected", [
+    ("A2B c2d | e2f g2e |", ["A2", "B", "c2", "d", "|", "e2", "f", "g2", "e", "|"]),
+    ("A2B c2d | e2f g", ["A2", "B", "c2", "d", "|", "e2", "f", "g"]),  # stops inside a bar
+    ("X:1\nM:6/8\nL:1/16\nK:D\nA4B2 c4d2 | e4f2 g4e2 |]", ["A2", "B", "c2", "d", "|", "e2", "f", "g2", "e", "|"]),
+])
+def test_an_opening_is_read_into_canonical_symbols(gen, opening, expected):
+    assert gen.prefix_symbols(opening, JIG) == expected
+
+
+def test_a_continuation_keeps_the_opening_and_every_bar_fills_the_meter(gen):
+    opening = "A2B c2d | e2f g"
+    tunes = gen.generate([JIG, JIG, REEL], [1, 2, 3], bars=8, prefixes=[opening, None, "GABc dedB|"])
+    first, plain, reel = (body_of(t) for t in tunes)
+    assert first[:8] == ["A2", "B", "c2", "d", "|", "e2", "f", "g"]
+    assert reel[:9] == ["G", "A", "B", "c", "d", "e", "d", "B", "|"]
+    for symbols, header in ((first, JIG), (plain, JIG), (reel, REEL)):
+        assert all(bar_checks(symbols, header.meter))
+        bars = sum(1 for s in symbols if s in BAR_TOKENS)
+        assert 8 <= bars <= 10
+    assert tunes[1] == gen.generate([JIG], [2], bars=8)[0]  # a row without an opening is unchanged
+
+
+def test_a_continuation_is_reproducible_and_depends_on_its_own_row_only(gen):
+    alone = gen.generate([JIG], [4], bars=6, prefixes=["d2B A2F |"])[0]
+    batch = gen.generate([REEL, JIG], [9, 4], bars=6, prefixes=[None, "d2B A2F |"])
+    assert batch[1] == alone
+
+
+@pytest.mark.parametrize("opening, words", [
+    ("hello", "'h'"),
+    ("A2B c2d e2 | f", "does not fit"),  # a bar of 7 eighths in 6/8
+    ("X:1\nM:3/4\nK:D\nABc|", "meter"),
+    ("X:1\nM:6/8\nK:G\nABc|", "key"),
+    ("A2B c2d |" * 9, "already has 9 bars"),
+    ("   ", "empty"),
+    ("A2B c2d | ^^^c", "cannot be read"),
+])
+def test_an_opening_that_cannot_be_continued_is_refused_by_name(gen, opening, words):
+    with pytest.raises(ValueError, match=words):
+        gen.generate([JIG], [1], bars=8, prefixes=[opening])
+
+
+def test_temperature_and_bars_can_differ_per_row(gen):
+    rows = gen.generate([JIG, WALTZ], [1, 2], temperature=[0.5, 1.2], bars=[4, 6])
+    assert rows[0] == gen.generate([JIG], [1], temperature=0.5, bars=4)[0]
+    assert rows[1] == gen.generate([WALTZ], [2], temperature=1.2, bars=6)[0]
+    with pytest.raises(ValueError, match="bars"):
+        gen.generate([JIG, WALTZ], [1, 2], bars=[4])
+    with pytest.raises(ValueError, match="temperature"):
+        gen.generate([JIG], [1], temperature=[0.0])
+    with pytest.raises(ValueError, match="prefixes"):
+        gen.generate([JIG], [1], prefixes=[None, None])
+
+
+def test_the_stage_1_call_is_unchanged(gen):
+    """Positional and keyword calls from stage 1 still work and give the same tunes as per-row lists."""
+    old_style = gen.generate([JIG, REEL], [5, 6], 0.9, 6)
+    assert old_style == gen.generate([JIG, REEL], [5, 6], temperature=[0.9, 0.9], bars=[6, 6], prefixes=[None, None])
