@@ -25,3 +25,8 @@ def prompt_encoder(platform_models) -> MLModel:
 @pytest.fixture(scope="session")
 def audio_fx(platform_models) -> MLModel:
     return load_runtime(platform_models, "audio-fx")
+
+
+@pytest.fixture(scope="session")
+def transcriber(platform_models) -> MLModel:
+    return load_runtime(platform_models, "transcriber")
