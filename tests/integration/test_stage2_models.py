@@ -14,11 +14,15 @@ import pytest
 import requests
 import soundfile
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from tunesmith import audio
 from tunesmith.client import grpc_infer
+from tunesmith.transcribe import excerpt, voice_like
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-STAGE2 = ["prompt-encoder", "audio-fx"]
+STAGE2 = ["prompt-encoder", "audio-fx", "transcriber"]
 
 
 def infer(server, model: str, inputs: list[dict]) -> requests.Response:
@@ -75,11 +79,36 @@ def test_audio_fx_over_grpc_takes_raw_bytes(platform_server):
     assert rate == 22050 and len(samples) == pytest.approx(rate / 2, rel=0.05)
 
 
+def hum() -> bytes:
+    tune = "X:1\nM:6/8\nL:1/8\nK:G\nG3 GAB|A3 ABd|edd gdd|edB dBA|\n"
+    return audio.encode_wav(voice_like(excerpt(tune, bars=4), seed=5, tempo=110), 22050)
+
+
+def metric_count(server, name: str, model: str) -> float:
+    families = text_string_to_metric_families(requests.get(server.metrics_url, timeout=10).text)
+    for family in families:
+        for sample in family.samples:
+            if sample.name == f"{name}_count" and sample.labels.get("model_name") == model:
+                return sample.value
+    return 0.0
+
+
+def test_transcriber_over_rest_and_its_metric_on_the_metrics_endpoint(platform_server):
+    before = metric_count(platform_server, "transcription_confidence", "transcriber")
+    out = outputs_of(infer(platform_server, "transcriber", [audio_input(hum())]))
+    assert {name: o["shape"] for name, o in out.items()} == {n: [1] for n in ("abc", "confidence", "tempo", "key", "meter")}
+    assert "G3 G A B" in out["abc"]["data"][0] and out["meter"]["data"][0] == "6/8"
+    assert 0.5 < out["confidence"]["data"][0] <= 1.0
+    assert metric_count(platform_server, "transcription_confidence", "transcriber") == before + 1
+
+
 # (model, inputs, words the error message must contain)
 BAD_AUDIO = {
     "not audio": ("audio-fx", [audio_input(b"GIF89a, a picture, not a sound")], ["audio", "not a readable audio file"]),
     "empty audio": ("audio-fx", [audio_input(wav(seconds=0))], ["audio", "no samples"]),
     "too long": ("audio-fx", [audio_input(wav(seconds=31, rate=8000))], ["limit of 30 s"]),
+    "silence to transcribe": ("transcriber", [audio_input(audio.encode_wav(np.zeros(22050, dtype=np.float32), 22050))], ["no melody"]),
+    "text to transcribe": ("transcriber", [audio_input(b"la la la")], ["audio", "not a readable audio file"]),
     "setting out of range": ("audio-fx", [audio_input(wav()), {"name": "pitch_semitones", "datatype": "FP32", "shape": [1], "data": [24.0]}], ["pitch_semitones", "between -12 and 12"]),
 }
 

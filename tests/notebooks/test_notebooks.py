@@ -103,11 +103,11 @@ def workspace(tmp_path_factory):
 
 
 STAGE1_MODELS = {"synthesizer", "tune-generator"}
-STAGE2_MODELS = {"prompt-encoder", "audio-fx"}
+STAGE2_MODELS = {"prompt-encoder", "audio-fx", "transcriber"}
 
 
 def test_the_notebooks_are_there():
-    assert [p.name[:4] for p in NOTEBOOKS[:6]] == ["1.1-", "1.2-", "1.3-", "1.4-", "2.1-", "2.2-"]
+    assert [p.name[:4] for p in NOTEBOOKS[:8]] == ["1.1-", "1.2-", "1.3-", "1.4-", "2.1-", "2.2-", "2.3-", "2.4-"]
 
 
 def served_folders(models: Path) -> set[str]:
