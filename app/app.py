@@ -14,15 +14,25 @@ The Compose action is also an API endpoint::
     from gradio_client import Client
     abc = Client("http://127.0.0.1:7860").predict("a lively jig in D", api_name="/compose")[1]
 
-Each tab is built by one small function registered in :data:`TABS`, so later stages add a tab
-(hum to tune, effects, classify) by writing a function and appending it.
+The other tabs are API endpoints too: ``/hum_to_tune`` (a recording in, its transcription and a
+tune that continues it out), ``/effects`` (an audio file and effect settings in, the processed
+audio out) and ``/classify`` (an audio file in, the probability of each dance rhythm out)::
+
+    client.predict(handle_file("hummed.wav"), api_name="/hum_to_tune")
+
+Each tab is built by one small function registered in :data:`TABS`, so a later stage adds a tab
+by writing a function and appending it.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
+import math
 import os
+from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 # Offline first: no usage statistics or update checks from Gradio, no hub look-ups.
@@ -32,20 +42,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 import soundfile  # noqa: E402
 
+from tunesmith.audio import AudioError, decode_audio, encode_wav  # noqa: E402
 from tunesmith.client import (  # noqa: E402
+    CLASSIFIER,
     DEFAULT_URL,
+    EFFECTS,
     GENERATOR,
     SYNTHESIZER,
+    TRANSCRIBER,
     URL_ENV,
     ClientError,
     MusicClient,
     ServerUnavailable,
 )
+from tunesmith.effects import PARAM_RANGES, EffectParams  # noqa: E402
 from tunesmith.notation import notation_html  # noqa: E402
 from tunesmith.plots import spectrogram, waveform  # noqa: E402
 
 TITLE = "Tunesmith"
 MODELS = (GENERATOR, SYNTHESIZER)
+"""The models of stage 1: the status line always names them."""
+LATER_MODELS = (TRANSCRIBER, EFFECTS, CLASSIFIER)
+"""Models of later stages: named in the status line once the server has them."""
+UPLOAD_RATE = 22050
+"""Recordings above this rate are resampled before they are sent. A browser microphone records
+48 kHz (often stereo); the models analyse at 22.05 kHz mono or less, so sending the original would
+quadruple the base64 request for nothing."""
+AUDIO_SOURCES = ["microphone", "upload"]
 # The synthesizer's instruments (tunesmith.synth.INSTRUMENTS). Listed here rather than imported
 # so that the UI does not load the synthesizer's code; a test keeps the two lists equal.
 INSTRUMENTS = ("fiddle", "flute", "whistle", "harp", "piano", "sine")
@@ -69,6 +92,9 @@ class AppContext:
     def __init__(self, server_url: str, demo: gr.Blocks):
         self.server_url = server_url
         self.demo = demo
+        # The last composed tune's WAV file (a path in Gradio's cache), for the Effects and
+        # Classify tabs; one per browser session.
+        self.last_tune = gr.State(None)
 
     def client(self) -> MusicClient:
         """A fresh client per event: Gradio runs events in threads, and a client is per thread."""
@@ -89,7 +115,9 @@ def server_status(server_url: str) -> str:
     try:
         if not client.live():
             return str(ServerUnavailable(server_url))
-        ready = {name: client.model_ready(name) for name in MODELS}
+        known = {m["name"] for m in client.models()}
+        names = list(MODELS) + [name for name in LATER_MODELS if name in known]
+        ready = {name: client.model_ready(name) for name in names}
         states = ", ".join(f"`{name}` {'ready' if ok else '**not loaded**'}" for name, ok in ready.items())
         line = f"Inference server at {server_url} is running: {states}."
         if not all(ready.values()):
@@ -192,14 +220,322 @@ def compose_tab(ctx: AppContext) -> None:
 
     inputs = [prompt, temperature, tempo, instrument, seed, bars]
     outputs = [message, abc, notation, audio, wave_plot, spec_plot]
+    def remember(played):
+        return played if played else gr.skip()
+
     button.click(run, inputs, outputs, api_name="compose",
-                 api_description="Compose a tune for a prompt; returns message, ABC, notation, WAV and plots.")
-    prompt.submit(run, inputs, outputs, api_visibility="private")
-    ctx.demo.load(from_link, inputs[1:], [prompt, seed, *outputs], api_visibility="private")
+                 api_description="Compose a tune for a prompt; returns message, ABC, notation, WAV and plots.",
+                 ).then(remember, audio, ctx.last_tune, api_visibility="private")
+    prompt.submit(run, inputs, outputs, api_visibility="private").then(
+        remember, audio, ctx.last_tune, api_visibility="private")
+    ctx.demo.load(from_link, inputs[1:], [prompt, seed, *outputs], api_visibility="private").then(
+        remember, audio, ctx.last_tune, api_visibility="private")
+
+
+# -- audio in: shared by the tabs that take a recording or a file -------------------------------------
+def audio_bytes(path: str | None) -> bytes:
+    """The bytes to send for an uploaded or recorded file, made small when that is free.
+
+    A browser's recording arrives as a 48 kHz (often stereo) WAV file; it is mixed to mono and
+    resampled to :data:`UPLOAD_RATE` with :mod:`tunesmith.audio` (libsndfile and soxr) before it is
+    sent, since the models would do the same on arrival. A file that is not readable audio is sent
+    as it is, so the person sees the model's own explanation of what is wrong with it.
+
+    Args:
+        path: the file Gradio saved the upload or recording to.
+
+    Returns:
+        The file's bytes, or a smaller mono WAV file with the same sound.
+    """
+    data = Path(path).read_bytes()
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return data
+    if info.channels == 1 and info.samplerate <= UPLOAD_RATE and info.format == "WAV":
+        return data
+    try:
+        samples, rate = decode_audio(data, sample_rate=min(info.samplerate, UPLOAD_RATE))
+    except AudioError:
+        return data
+    return encode_wav(samples, rate)
+
+
+def read_wav(wav: bytes) -> tuple:
+    """``(samples, sample_rate)`` of a WAV file's bytes."""
+    return soundfile.read(io.BytesIO(wav), dtype="float32")
+
+
+def no_audio_message(what: str) -> str:
+    return f"Record or upload {what} first (WAV, FLAC, OGG or MP3)."
+
+
+# -- the hum-to-tune tab -------------------------------------------------------------------------------
+def notes_summary(heard: dict, abc: str) -> str:
+    """What the transcriber heard, in words: key, metre, tempo, certainty, how many notes and their range.
+
+    Args:
+        heard: the transcriber's answer (:meth:`tunesmith.client.MusicClient.transcribe`).
+        abc: the transcription's ABC.
+
+    Returns:
+        A short Markdown list.
+    """
+    lines = [
+        f"- **Key** {heard.get('key', '?')}, **metre** {heard.get('meter', '?')}, "
+        f"**tempo** {heard.get('tempo', '?')} quarter notes per minute",
+    ]
+    if "confidence" in heard:
+        lines.append(f"- **Pitch confidence** {heard['confidence']:.0%} (how sure the pitch tracker was that it heard a melody)")
+    try:  # music21 (through the synthesizer's reader) spells the notes exactly as they are played
+        import librosa
+
+        from tunesmith.synth import note_events
+
+        pitches = [e.pitch for e in note_events(abc, expand_repeats=False) if not e.is_rest]
+    except (ValueError, ImportError):
+        return "\n".join(lines)
+    if pitches:
+        low, high = librosa.midi_to_note(min(pitches)), librosa.midi_to_note(max(pitches))
+        common = ", ".join(librosa.midi_to_note(p, octave=False) for p, _ in Counter(p % 12 + 60 for p in pitches).most_common(3))
+        lines.append(f"- **{len(pitches)} notes** from {low} to {high} ({max(pitches) - min(pitches)} semitones); most used: {common}")
+    return "\n".join(lines)
+
+
+def continuation_prompt(heard: dict) -> str:
+    """A prompt whose key and metre agree with the transcription, so the generator can continue it."""
+    return f"a tune in {heard.get('key', 'D')} in {heard.get('meter', '4/4')}"
+
+
+def hum_to_tune(
+    server_url: str,
+    recording: str | None,
+    bars: int = 8,
+    temperature: float = 1.0,
+    seed: float | None = -1,
+    instrument: str = DEFAULT_INSTRUMENT,
+):
+    """Transcribe a hummed, sung, whistled or played melody, continue it into a tune, and play that.
+
+    Args:
+        server_url: base URL of the inference server.
+        recording: path of the audio file (a microphone recording or an upload).
+        bars: how many bars the generator adds after the opening.
+        temperature: the generator's sampling temperature.
+        seed: a whole number to repeat a result; -1 or empty for a new one each time.
+        instrument: one of :data:`INSTRUMENTS`.
+
+    Returns:
+        ``(message, heard_abc, heard_notation, tune_abc, tune_notation, wav_bytes, notes_summary)``;
+        when a step fails the message says why and what could not be made stays empty. When the
+        generator cannot continue an opening, the transcription itself is played.
+    """
+    empty = ("", "", "", "", None, "")
+    if not recording:
+        return (no_audio_message("a melody"), *empty)
+    seed = None if seed is None or seed == "" or int(seed) < 0 else int(seed)
+    with MusicClient(server_url) as client:
+        try:
+            heard = client.transcribe(audio_bytes(recording))
+        except ClientError as exc:
+            return (f"Could not transcribe the recording: {exc}", *empty)
+        heard_abc = heard["abc"]
+        heard_notation = notation_html(heard_abc)
+        summary = notes_summary(heard, heard_abc)
+        tune, note = heard_abc, ""
+        try:
+            can_continue = "abc_prefix" in client.model_inputs(GENERATOR)
+        except ClientError as exc:
+            can_continue, note = False, f" Continuation is unavailable: {exc}"
+        else:
+            if not can_continue:
+                note = f" Continuation is unavailable: `{GENERATOR}` on this server does not take an opening (`abc_prefix`)."
+        if can_continue:
+            try:
+                tune = client.compose(continuation_prompt(heard), abc_prefix=heard_abc, bars=int(bars) or None,
+                                      temperature=float(temperature), seed=seed)
+            except ClientError as exc:
+                tune, note = heard_abc, f" Could not continue it: {exc}"
+        played = "the tune" if tune is not heard_abc else "the transcription"
+        tempo = heard.get("tempo")
+        try:
+            wav, sample_rate = client.synthesize(tune, tempo=tempo if tempo and 20 <= tempo <= 400 else None,
+                                                 instrument=instrument or None)
+        except ClientError as exc:
+            return (f"Transcribed, but could not play {played}: {exc}{note}", heard_abc, heard_notation,
+                    tune, notation_html(tune), None, summary)
+    seconds = soundfile.info(io.BytesIO(wav)).duration
+    message = (f"Heard {heard.get('meter', '')} in {heard.get('key', '')}; "
+               f"{'continued it and ' if tune is not heard_abc else ''}played {played} on {instrument}: "
+               f"{seconds:.1f} s at {sample_rate} Hz.{note}")
+    return message, heard_abc, heard_notation, tune, notation_html(tune), wav, summary
+
+
+def hum_tab(ctx: AppContext) -> None:
+    """Recording and settings on the left; what was heard and the finished tune on the right."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            recording = gr.Audio(sources=AUDIO_SOURCES, type="filepath", label="Your melody")
+            bars = gr.Slider(1, 32, value=8, step=1, label="Bars to add", info="after your opening")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            with gr.Row():
+                instrument = gr.Dropdown(list(INSTRUMENTS), value=DEFAULT_INSTRUMENT, label="Instrument")
+                seed = gr.Number(value=-1, precision=0, label="Seed", info="-1: new each time")
+            button = gr.Button("Transcribe and continue", variant="primary")
+        with gr.Column(scale=2):
+            message = gr.Markdown(label="Message", elem_classes=["status-line"])
+            audio = gr.Audio(label="Tune audio", type="filepath", format="wav", interactive=False)
+            summary = gr.Markdown(label="Notes summary")
+            tune_notation = gr.HTML(label="Tune notation", elem_classes=["notation"])
+            with gr.Accordion("Transcription", open=False):
+                heard_notation = gr.HTML(label="Transcription notation", elem_classes=["notation"])
+                heard_abc = gr.Code(label="Transcription (ABC)", language=None, lines=6, interactive=False)
+            tune_abc = gr.Code(label="Tune (ABC)", language=None, lines=8, interactive=False)
+
+    def run(recording, bars, temperature, seed, instrument):
+        return hum_to_tune(ctx.server_url, recording, bars, temperature, seed, instrument)
+
+    button.click(run, [recording, bars, temperature, seed, instrument],
+                 [message, heard_abc, heard_notation, tune_abc, tune_notation, audio, summary],
+                 api_name="hum_to_tune",
+                 api_description="Transcribe a melody and continue it into a tune; returns message, "
+                                 "transcription ABC and notation, tune ABC and notation, WAV and a notes summary.")
+
+
+# -- the effects tab -----------------------------------------------------------------------------------
+EFFECT_NAMES = tuple(PARAM_RANGES)
+"""The effect settings, in the order of the chain (and of the ``/effects`` endpoint's arguments)."""
+
+
+def _step(low: float, high: float, default: float) -> float:
+    """A slider step: a tenth of the range's order of magnitude (0.1 for 0.5-2, 1 for -12..12),
+    finer when the default (no change) would fall between two steps."""
+    step = 10 ** math.floor(math.log10(high - low)) / 10
+    while abs(round((default - low) / step) * step - (default - low)) > 1e-9:
+        step /= 10
+    return step
+
+
+def apply_effects(server_url: str, recording: str | None, *settings: float):
+    """Run the effect chain on a file; what the Apply button runs.
+
+    Args:
+        server_url: base URL of the inference server.
+        recording: path of the audio file (the last composed tune, an upload or a recording).
+        *settings: the values of :data:`EFFECT_NAMES`, in that order.
+
+    Returns:
+        ``(message, wav_bytes, before_spectrogram, after_spectrogram)``.
+    """
+    if not recording:
+        return no_audio_message("audio (or compose a tune and use it)"), None, None, None
+    params = dict(zip(EFFECT_NAMES, (float(v) for v in settings)))
+    data = audio_bytes(recording)
+    with MusicClient(server_url) as client:
+        try:
+            wav, sample_rate = client.effects(data, **params)
+        except ClientError as exc:
+            return f"Could not apply the effects: {exc}", None, None, None
+    before, before_rate = read_wav(data)
+    after, _ = read_wav(wav)
+    changed = [name for name, value in params.items() if value != getattr(EffectParams(), name)]
+    message = (f"{len(before) / before_rate:.1f} s in, {len(after) / sample_rate:.1f} s out at {sample_rate} Hz; "
+               f"changed: {', '.join(changed) or 'nothing (default settings)'}.")
+    return (message, wav, spectrogram(before, before_rate, title="Before"),
+            spectrogram(after, sample_rate, title="After"))
+
+
+def effects_tab(ctx: AppContext) -> None:
+    """Audio in and sliders (one per setting in PARAM_RANGES) on the left; the result on the right."""
+    defaults = EffectParams()
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            recording = gr.Audio(sources=AUDIO_SOURCES, type="filepath", label="Before")
+            use_last = gr.Button("Use the last composed tune", size="sm")
+            sliders = []
+            for name, (low, high, unit, description) in PARAM_RANGES.items():
+                words = name.split("_")
+                if unit and words[-1].lower() == unit.lower():  # "gain_db" -> "Gain (dB)"
+                    words = words[:-1]
+                label = " ".join(words).capitalize() + (f" ({unit})" if unit else "")
+                default = getattr(defaults, name)
+                sliders.append(gr.Slider(low, high, value=default, step=_step(low, high, default),
+                                         label=label, info=description))
+            button = gr.Button("Apply effects", variant="primary")
+        with gr.Column(scale=2):
+            message = gr.Markdown(label="Message", elem_classes=["status-line"])
+            after = gr.Audio(label="After", type="filepath", format="wav", interactive=False)
+            before_plot = gr.Plot(label="Spectrogram before")
+            after_plot = gr.Plot(label="Spectrogram after")
+
+    def run(recording, *settings):
+        return apply_effects(ctx.server_url, recording, *settings)
+
+    # The endpoint's arguments are named after the effect settings (recording, tempo_rate, ...),
+    # read from PARAM_RANGES like the sliders, so API callers can pass them by name.
+    run.__signature__ = inspect.Signature(
+        [inspect.Parameter("recording", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in EFFECT_NAMES]
+    )
+
+    def last(path):
+        return path if path else gr.skip()
+
+    use_last.click(last, ctx.last_tune, recording, api_visibility="private")
+    button.click(run, [recording, *sliders], [message, after, before_plot, after_plot], api_name="effects",
+                 api_description="Apply the effect chain; returns message, WAV and before/after spectrograms.")
+
+
+# -- the classify tab ----------------------------------------------------------------------------------
+def classify(server_url: str, recording: str | None):
+    """Which dance rhythm a recording has; what the Classify button runs.
+
+    Args:
+        server_url: base URL of the inference server.
+        recording: path of the audio file.
+
+    Returns:
+        ``(message, {label: probability}, top_label)``.
+    """
+    if not recording:
+        return no_audio_message("a tune"), None, ""
+    with MusicClient(server_url) as client:
+        try:
+            probabilities = client.classify(audio_bytes(recording))
+        except ClientError as exc:
+            return f"Could not classify: {exc}", None, ""
+    top = max(probabilities, key=probabilities.get)
+    return f"Most likely a **{top}** ({probabilities[top]:.0%}).", probabilities, top
+
+
+def classify_tab(ctx: AppContext) -> None:
+    """Audio in on the left; the rhythm's probabilities on the right."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            recording = gr.Audio(sources=AUDIO_SOURCES, type="filepath", label="A tune")
+            use_last = gr.Button("Use the last composed tune", size="sm")
+            button = gr.Button("Classify", variant="primary")
+        with gr.Column(scale=2):
+            message = gr.Markdown(label="Message", elem_classes=["status-line"])
+            chart = gr.Label(label="Rhythm", show_label=True)
+            top = gr.Textbox(label="Top label", interactive=False)
+
+    def run(recording):
+        return classify(ctx.server_url, recording)
+
+    def last(path):
+        return path if path else gr.skip()
+
+    use_last.click(last, ctx.last_tune, recording, api_visibility="private")
+    button.click(run, recording, [message, chart, top], api_name="classify",
+                 api_description="The probability of each dance rhythm; returns message, probabilities and the top label.")
 
 
 TABS: list[tuple[str, Callable[[AppContext], None]]] = [
     ("Compose", compose_tab),
+    ("Hum to tune", hum_tab),
+    ("Effects", effects_tab),
+    ("Classify", classify_tab),
 ]
 """The app's tabs, in order: a label and the function that builds the tab's contents."""
 

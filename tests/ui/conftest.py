@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tunesmith.server import free_port
 from ui_launch import load_app_module
 
 STAGE_1_MODELS = ("tune-generator", "synthesizer")
+UI_TEST_SERVER_ENV = "TUNESMITH_UI_TEST_SERVER"
 
 
 @pytest.fixture(scope="session")
@@ -27,13 +29,25 @@ def _served_models(models_dir: Path) -> set[str]:
     return names
 
 
+class RunningServer:
+    """A server that is already running (``make serve`` on the finished platform), by its URL."""
+
+    def __init__(self, http_url: str):
+        self.http_url = http_url.rstrip("/")
+
+
 @pytest.fixture(scope="session")
 def ui_server(request):
     """The finished platform's server (the suite's ``platform_server``), for end-to-end UI tests.
 
+    With ``$TUNESMITH_UI_TEST_SERVER`` set to a URL, the tests use the server running there (for
+    example ``make solution && make serve``) instead of building and starting one.
+
     Skips, saying why, while the platform cannot be built or lacks the stage-1 models (the
     notebooks that write them are not there yet).
     """
+    if os.environ.get(UI_TEST_SERVER_ENV):
+        return RunningServer(os.environ[UI_TEST_SERVER_ENV])
     try:
         models = request.getfixturevalue("platform_models")
     except pytest.FixtureLookupError:
