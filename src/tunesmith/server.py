@@ -89,6 +89,9 @@ class Server:
         self.settings = settings
         self.name = name or f"mlserver-{settings['http_port']}"
         self.run_dir = paths.RUN / self.name
+        # MLServer's multiprocess metrics default to ./.metrics in whatever folder it was started
+        # from; keep them with this server's run folder instead.
+        settings.setdefault("metrics_dir", str(self.run_dir / "metrics"))
         self.log_path = self.run_dir / "mlserver.log"
         self.env = env or {}
         self.process: subprocess.Popen | None = None
