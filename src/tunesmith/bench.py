@@ -1,21 +1,27 @@
-"""Latency and throughput of tune generation: in-process vs REST vs gRPC (``make bench``).
+"""Latency and throughput of tune generation: in-process vs REST vs gRPC, batching, workers (``make bench``).
 
 Serving adds a network hop, (de)serialisation and a hand-off to an inference worker process. This
 benchmark measures what that costs for a full tune, with the very model folder the server loads:
 
 * latency p50/p95 of one full tune, in-process (the library called directly, with the same torch
   thread count the runtime sets), over REST and over gRPC, each on a freshly started real server;
-* throughput (tunes per second) over REST with 1 and 8 concurrent clients.
+* throughput (tunes per second) over REST with 1, 4 and 16 concurrent clients, each sending one
+  prompt per request, with adaptive batching off (``max_batch_size`` 1) and on (the model folder's
+  own ``max_batch_size``/``max_batch_time``), each on a server of its own;
+* the same with ``parallel_workers`` 1 and 2 (one torch thread per worker, batching on).
 
-Goal on 2 cores: REST p50 within 1.10x of in-process and at most 0.5 s. The numbers are printed as a
-table; nothing here asserts on time.
+Goals on 2 cores: REST p50 within 1.10x of in-process and at most 0.5 s; batching on at least 2.5x
+the throughput of batching off at 16 clients. The numbers are printed as tables; nothing here
+asserts on time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,10 +54,12 @@ def timed(call, n: int, warmup: int = 2) -> list[float]:
     return out
 
 
-def rest_call(url: str, bars: int):
+def rest_call(url: str, bars: int, version: str | None = None):
+    """A function ``call(seed) -> tune`` that asks the server for one tune over REST."""
     session = requests.Session()
+    path = "/v2/models/tune-generator" + (f"/versions/{version}" if version else "") + "/infer"
 
-    def call(seed: int) -> None:
+    def call(seed: int) -> str:
         body = {
             "inputs": [
                 {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": [PROMPT]},
@@ -59,8 +67,9 @@ def rest_call(url: str, bars: int):
                 {"name": "bars", "datatype": "INT32", "shape": [1], "data": [bars]},
             ]
         }
-        response = session.post(url + "/v2/models/tune-generator/infer", json=body, timeout=60)
+        response = session.post(url + path, json=body, timeout=300)
         response.raise_for_status()
+        return response.json()["outputs"][0]["data"][0]
 
     return call
 
@@ -112,11 +121,78 @@ def throughput(call, clients: int, requests_per_client: int) -> float:
     return clients * requests_per_client / (time.perf_counter() - start)
 
 
+def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
+    """Copy the ``tune-generator`` v1 folder of ``models`` into ``into``, batching on or off.
+
+    Each measured configuration gets a server of its own on a models folder holding only the
+    generator, so the other models neither load nor compete for the two cores.
+
+    Args:
+        models: a materialised models folder (holds ``tune-generator/``).
+        into: the new models folder (replaced).
+        batching: keep the folder's ``max_batch_size``/``max_batch_time``, or set
+            ``max_batch_size`` to 1 (MLServer's "no batching").
+
+    Returns:
+        ``into``.
+    """
+    into = Path(into)
+    if into.exists():
+        shutil.rmtree(into)
+    shutil.copytree(models / "tune-generator", into / "tune-generator", ignore=shutil.ignore_patterns("__pycache__"))
+    settings_path = into / "tune-generator" / "model-settings.json"
+    settings = json.loads(settings_path.read_text())
+    if not batching:
+        settings["max_batch_size"] = 1
+        settings.pop("max_batch_time", None)
+    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    return into
+
+
+def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16), requests_per_client: int = 4,
+                     bars: int = 16) -> dict[str, dict[int, float]]:
+    """Tunes per second over REST for each configuration and number of concurrent clients.
+
+    Args:
+        models: a materialised models folder (its ``tune-generator`` v1 folder is used).
+        configs: name -> ``{"batching": bool, "overrides": {...server settings...}}``.
+        clients: concurrent client counts.
+        requests_per_client: one-tune requests each client sends, one after the other.
+        bars: tune length.
+
+    Returns:
+        ``{config name: {clients: tunes per second}}``.
+    """
+    results: dict[str, dict[int, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as scratch:
+        for i, (name, config) in enumerate(configs.items()):
+            folder = generator_variant(models, Path(scratch) / f"models-{i}", batching=config.get("batching", True))
+            server = Server(models_dir=folder, name=f"bench-{i}-{free_port()}", http_port=free_port(),
+                            grpc_port=free_port(), metrics_port=free_port(), overrides=config.get("overrides"))
+            with server:
+                call = rest_call(server.http_url, bars)
+                call(0)  # warm-up
+                results[name] = {c: throughput(call, c, requests_per_client) for c in clients}
+    return results
+
+
+def format_throughput(results: dict[str, dict[int, float]]) -> str:
+    """Markdown table: one row per client count, one column per configuration."""
+    names = list(results)
+    clients = sorted({c for row in results.values() for c in row})
+    lines = ["| clients | " + " | ".join(names) + " |", "|--------:|" + "".join("-" * (len(n) + 1) + ":|" for n in names)]
+    for c in clients:
+        lines.append(f"| {c:>7} | " + " | ".join(f"{results[n][c]:{len(n)}.2f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=30, help="timed tunes per latency row")
     parser.add_argument("--bars", type=int, default=16, help="tune length in bars")
     parser.add_argument("--models", type=Path, help="models folder (default: the finished platform, built fresh)")
+    parser.add_argument("--per-client", type=int, default=4, help="requests per client in the throughput tables")
+    parser.add_argument("--skip-latency", action="store_true", help="only the batching and workers tables")
     args = parser.parse_args(argv)
 
     models = args.models
@@ -127,6 +203,29 @@ def main(argv: list[str] | None = None) -> int:
         materialize("solution", models, backup=False)
     model_dir = models / "tune-generator"
 
+    if not args.skip_latency:
+        latency_tables(models, model_dir, args)
+
+    print(f"\nThroughput, tunes/s over REST, one {args.bars}-bar tune per request, {args.per_client} requests per client,"
+          " a server per column (tune-generator v1 only)\n")
+    batching = throughput_table(models, {"batching off": {"batching": False}, "batching on": {"batching": True}},
+                                requests_per_client=args.per_client, bars=args.bars)
+    print(format_throughput(batching))
+    gain = batching["batching on"][16] / batching["batching off"][16]
+    print(f"\nGoal: batching on >= 2.5x batching off at 16 clients -> {gain:.2f}x: {'met' if gain >= 2.5 else 'NOT met'}")
+
+    print("\nParallel workers (batching on, 1 torch thread per worker)\n")
+    workers = throughput_table(
+        models,
+        {"1 worker": {"overrides": {"parallel_workers": 1}}, "2 workers": {"overrides": {"parallel_workers": 2}}},
+        clients=(1, 16), requests_per_client=args.per_client, bars=args.bars,
+    )
+    print(format_throughput(workers))
+    return 0
+
+
+def latency_tables(models: Path, model_dir: Path, args) -> None:
+    """The in-process / REST / gRPC latency table and the 1- and 8-client REST throughput."""
     rows = []
     lat = timed(in_process_call(model_dir, args.bars), args.n)
     rows.append(("in-process", lat))
@@ -154,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         f"\nGoal: REST p50 <= 1.10x in-process and <= 0.5 s -> "
         f"{rest_p50 / base:.2f}x, {rest_p50:.3f} s: {'met' if rest_p50 <= min(1.10 * base, 0.5) else 'NOT met'}"
     )
-    return 0
 
 
 if __name__ == "__main__":

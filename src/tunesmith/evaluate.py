@@ -1,4 +1,8 @@
-"""Evaluate a tune checkpoint: ``python -m tunesmith.evaluate`` (``make eval``).
+"""Evaluate tune checkpoints: ``python -m tunesmith.evaluate`` (``make eval``).
+
+Without ``--checkpoint`` every shipped generator is evaluated (``tune-generator`` v1 and, when
+present, ``tune-generator-v2``) and a side-by-side table follows; ``--checkpoint PATH`` (repeatable)
+chooses others.
 
 Generates seeded tunes over a grid of tune types and keys with bar-aware decoding (with and
 without the key prior) and with plain sampling, scores them with :mod:`tunesmith.metrics`, scores a sample of real tunes from
@@ -28,7 +32,10 @@ from tunesmith.metrics import (
     tonic_and_mode,
 )
 from tunesmith.abc import read_tune
+from tunesmith import paths
 from tunesmith.train import DEFAULT_OUT
+
+VERSIONS = {"v1": DEFAULT_OUT, "v2": paths.CHECKPOINTS / "tune-generator-v2"}
 
 RHYTHMS = [
     ("reel", "4/4"), ("jig", "6/8"), ("slip jig", "9/8"), ("hornpipe", "4/4"),
@@ -171,31 +178,62 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def shipped_checkpoints() -> list[Path]:
+    """The generator versions that exist in ``checkpoints/``, v1 first."""
+    return [path for path in VERSIONS.values() if (path / "config.json").exists()]
+
+
+def format_comparison(results: dict[str, dict]) -> str:
+    """One row per checkpoint: its bar-aware scores and its real-tune reference, side by side."""
+    lines = ["| checkpoint | parse | bars ok | tunes all bars ok | key corr | key followed | shares 48-run | s/tune (batch 16) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, result in results.items():
+        row = result["rows"]["generated (bar-aware)"]
+        memorised = "-" if row["memorised"] is None else f"{100 * row['memorised']:.0f}%"
+        lines.append(
+            f"| {name} | {100 * row['parse']:.0f}% | {100 * row['bars_ok']:.0f}% | {100 * row['tunes_all_bars_ok']:.0f}% | "
+            f"{row['key_corr']:.2f} | {100 * row['key_followed']:.0f}% | {memorised} | "
+            f"{result['timing']['seconds_per_tune_batch_16']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line; ``--quick`` scores 4 short tunes without the memorisation index."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--checkpoint", type=Path, action="append", default=None,
+                        help="checkpoint folder; repeat to compare several (default: every shipped version)")
     parser.add_argument("--tunes", type=int, default=48)
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; one-token decoding steps are fastest on one thread")
-    parser.add_argument("--out", type=Path, default=None, help="eval JSON (default: <checkpoint>/eval.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="eval JSON for a single checkpoint (default: <checkpoint>/eval.json)")
     parser.add_argument("--quick", action="store_true", help="4 tunes of 8 bars, 4 real tunes, no copy check")
     args = parser.parse_args(argv)
-    if args.quick:
-        result = run(args.checkpoint, n=4, bars=8, temperature=args.temperature, real=4, threads=args.threads,
-                     memorisation=False)
-    else:
-        result = run(args.checkpoint, n=args.tunes, bars=args.bars, temperature=args.temperature,
-                     threads=args.threads)
-    table = format_table(result)
-    print(table)
-    out = args.out or (None if args.quick else args.checkpoint / "eval.json")
-    if out is not None:
-        result["table"] = table
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-
+    checkpoints = args.checkpoint or shipped_checkpoints()
+    if args.out is not None and len(checkpoints) != 1:
+        parser.error("--out needs exactly one --checkpoint")
+    results = {}
+    for checkpoint in checkpoints:
+        if args.quick:
+            result = run(checkpoint, n=4, bars=8, temperature=args.temperature, real=4, threads=args.threads,
+                         memorisation=False)
+        else:
+            result = run(checkpoint, n=args.tunes, bars=args.bars, temperature=args.temperature,
+                         threads=args.threads)
+        table = format_table(result)
+        print(f"\n## {checkpoint.name}\n")
+        print(table)
+        out = args.out or (None if args.quick else checkpoint / "eval.json")
+        if out is not None:
+            result["table"] = table
+            Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        results[checkpoint.name] = result
+    if len(results) > 1:
+        print("\n## side by side (bar-aware decoding)\n")
+        print(format_comparison(results))
 
 if __name__ == "__main__":
     main()
