@@ -58,6 +58,7 @@ _SAME_ATTACK_FRAMES = 4  # 93 ms
 _DIP_DB = 3.0  # an energy dip this deep (dB) scores 1
 _ATTACK_THRESHOLD = 0.8  # attack score above which a same-pitch run is split
 _RISE_DB = 2.0  # an onset is moved to the steepest energy rise near it if that rise is this steep (dB per 2 frames)
+_SWELL_DB = 1.0  # an attack raises the energy by at least this much over the frames around its dip
 _NEW_NOTE_DB = 10.0  # a new attack is followed by sound at most this far below the note's loudest
 _FLUX_SHARE = 0.4  # onset strength is measured in this share of the recording's strong attacks
 
@@ -307,7 +308,8 @@ def _attacks(score: np.ndarray, rms_db: np.ndarray, start: int, stop: int) -> li
     93 ms window makes a voiced run start about two frames before the note's own attack, so the
     first frames of a run are not searched. The new note starts on the frame after the dip and must
     sound: its frames after the attack are no more than ``_NEW_NOTE_DB`` below the run's loudest (the flux
-    of a note's own release, just before a rest, is not an attack).
+    of a note's own release, just before a rest, is not an attack), and the energy must swell by
+    ``_SWELL_DB`` (vibrato alone makes flux but no swell).
     """
     found: list[int] = []
     w = _SAME_ATTACK_FRAMES
@@ -318,6 +320,7 @@ def _attacks(score: np.ndarray, rms_db: np.ndarray, start: int, stop: int) -> li
             score[t] > _ATTACK_THRESHOLD
             and score[t] >= np.max(score[max(start, t - w) : t + w + 1])
             and np.min(rms_db[t + 2 : t + 2 + _MIN_NOTE_FRAMES]) >= loud
+            and np.max(rms_db[t + 1 : t + 5]) - np.min(rms_db[t - 1 : t + 1]) >= _SWELL_DB
         ):
             if not found or t + 1 - found[-1] > w:
                 found.append(t + 1)

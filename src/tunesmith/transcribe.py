@@ -886,16 +886,18 @@ def note_accuracy(
 # --------------------------------------------------------------------------------------------
 
 
-def excerpt(abc: str, bars: int = 8):
+def excerpt(abc: str, bars: int = 8, max_quarters: float = 40.0):
     """The first ``bars`` bars of a tune (repeats expanded) as a :class:`tunesmith.synth.Tune`.
 
-    Counting starts at the first note, so a pickup counts towards the first bar.
+    Counting starts at the first note, so a pickup counts towards the first bar. Tunes in long
+    bars (4/2, 6/2, 4/1) are cut after ``max_quarters`` quarter notes instead, so no excerpt
+    lasts much more than 25 seconds at the evaluation's tempos.
     """
     from tunesmith import synth
 
     tune = synth.parse_tune(abc)
     beats, unit = (int(v) for v in (tune.meter or "4/4").split("/"))
-    end = bars * 4.0 * beats / unit
+    end = min(bars * 4.0 * beats / unit, max_quarters)
     events = tuple(e for e in tune.events if e.onset < end - 1e-6)
     return synth.Tune(events=events, tempo=None, meter=tune.meter, repeats_expanded=tune.repeats_expanded)
 
