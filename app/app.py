@@ -302,9 +302,40 @@ def notes_summary(heard: dict, abc: str) -> str:
     return "\n".join(lines)
 
 
-def continuation_prompt(heard: dict) -> str:
-    """A prompt whose key and metre agree with the transcription, so the generator can continue it."""
-    return f"a tune in {heard.get('key', 'D')} in {heard.get('meter', '4/4')}"
+MAX_BARS = 32
+"""The generator's ``max_bars`` (its model-settings.json); longer requests are cut to it here."""
+
+
+def continuation_request(heard: dict, bars_to_add: int, header_input: bool) -> dict:
+    """The generator arguments that continue a transcription by ``bars_to_add`` bars.
+
+    The generator refuses an opening whose ``M:`` or ``K:`` disagrees with the tune it is asked
+    for, so the tune is asked for in the transcription's own terms: its header lines when the
+    generator takes a ``header`` input, else a prompt naming its key and metre. The generator's
+    ``bars`` count the opening's bars too.
+
+    Args:
+        heard: the transcriber's answer.
+        bars_to_add: bars to write after the opening.
+        header_input: whether the generator declares a ``header`` input.
+
+    Returns:
+        Keyword arguments for :meth:`tunesmith.client.MusicClient.compose`.
+    """
+    from tunesmith.abc import bars_of, read_tune
+
+    abc = heard["abc"]
+    try:
+        opening_bars = len(bars_of(read_tune(abc)[1]))
+    except ValueError:
+        opening_bars = abc.count("|")
+    request = {"abc_prefix": abc, "bars": max(1, min(MAX_BARS, opening_bars + int(bars_to_add)))}
+    if header_input:
+        lines = [line for line in abc.splitlines() if line[:2] in ("X:", "M:", "L:", "K:")]
+        request["header"] = "\n".join(lines)
+    else:
+        request["prompt"] = f"a tune in {heard.get('key', 'D')} in {heard.get('meter', '4/4')}"
+    return request
 
 
 def hum_to_tune(
@@ -344,16 +375,16 @@ def hum_to_tune(
         summary = notes_summary(heard, heard_abc)
         tune, note = heard_abc, ""
         try:
-            can_continue = "abc_prefix" in client.model_inputs(GENERATOR)
+            generator_inputs = client.model_inputs(GENERATOR)
         except ClientError as exc:
-            can_continue, note = False, f" Continuation is unavailable: {exc}"
+            generator_inputs, note = [], f" Continuation is unavailable: {exc}"
         else:
-            if not can_continue:
+            if "abc_prefix" not in generator_inputs:
                 note = f" Continuation is unavailable: `{GENERATOR}` on this server does not take an opening (`abc_prefix`)."
-        if can_continue:
+        if "abc_prefix" in generator_inputs:
+            request = continuation_request(heard, bars, "header" in generator_inputs)
             try:
-                tune = client.compose(continuation_prompt(heard), abc_prefix=heard_abc, bars=int(bars) or None,
-                                      temperature=float(temperature), seed=seed)
+                tune = client.compose(**request, temperature=float(temperature), seed=seed)
             except ClientError as exc:
                 tune, note = heard_abc, f" Could not continue it: {exc}"
         played = "the tune" if tune is not heard_abc else "the transcription"

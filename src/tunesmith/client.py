@@ -280,53 +280,62 @@ class _MusicApi:
 
     def compose_many(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str] | None,
         *,
         seed: int | None = None,
         temperature: float | None = None,
         bars: int | None = None,
-        abc_prefix: str | None = None,
-        header: str | None = None,
+        abc_prefix: str | Sequence[str] | None = None,
+        headers: Sequence[str] | None = None,
     ) -> list[str]:
-        """Ask ``tune-generator`` for one tune per prompt, in one request.
+        """Ask ``tune-generator`` for one tune per prompt (or per header), in one request.
 
         Args:
             prompts: descriptions such as ``"a lively jig in D"``; one tune comes back for each.
+                ``None`` when ``headers`` are given instead.
             seed: makes the result repeatable; ``None`` lets the model choose.
             temperature: sampling temperature (> 0); ``None`` for the model's default.
-            bars: roughly how many bars to write; ``None`` for the model's default.
-            abc_prefix: an opening (ABC body, or a whole tune with headers) every tune continues;
-                ``None`` to write from the start. Only a generator whose metadata lists the
-                ``abc_prefix`` input uses it (see :meth:`model_inputs`).
-            header: ABC header lines (``M:``, ``K:``, ...) to write under instead of the ones the
-                prompt implies; ``None`` to let the prompt decide.
+            bars: how many full bars each tune has, counting those of an opening; ``None`` for the
+                model's default.
+            abc_prefix: an opening to continue (an ABC body, or a whole tune whose ``M:`` and
+                ``K:`` agree with the tune asked for): one for every tune, or a list with one per
+                tune (``""`` for none). ``None`` to write from the start. Only a generator whose
+                metadata lists the ``abc_prefix`` input uses it (see :meth:`model_inputs`).
+            headers: ABC header lines (``X:``, ``M:``, ``L:``, ``K:``, e.g. the prompt-encoder's
+                ``header`` output), one per tune, sent *instead of* prompts: the generator takes
+                exactly one of the two.
 
         Returns:
-            ABC tunes, in the order of ``prompts``.
+            ABC tunes, in the order of ``prompts`` (or ``headers``).
         """
-        if isinstance(prompts, str):
-            raise TypeError("compose_many takes a list of prompts; use compose() for one")
-        if not prompts:
+        if isinstance(prompts, str) or isinstance(headers, str):
+            raise TypeError("compose_many takes lists of prompts or headers; use compose() for one")
+        if (prompts is None) == (headers is None):
+            raise ValueError("compose_many needs either prompts or headers (exactly one of the two)")
+        rows = list(prompts if prompts is not None else headers)
+        if not rows:
             raise ValueError("compose_many needs at least one prompt")
+        if isinstance(abc_prefix, str):  # the contract is one opening per row
+            abc_prefix = [abc_prefix] * len(rows)
         inputs = {
-            "prompt": list(prompts),
+            "prompt": None if prompts is None else rows,
+            "header": None if headers is None else rows,
+            "abc_prefix": None if abc_prefix is None else list(abc_prefix),
             "seed": None if seed is None else np.asarray([seed], dtype=np.int64),
             "temperature": None if temperature is None else np.asarray([temperature], dtype=np.float32),
             "bars": None if bars is None else np.asarray([bars], dtype=np.int32),
-            "abc_prefix": None if abc_prefix is None else [abc_prefix],
-            "header": None if header is None else [header],
         }
         outputs = self.infer(GENERATOR, inputs)
         if "abc" not in outputs:
             raise InferenceFailed(f"response has no 'abc' output (got {sorted(outputs)})", model=GENERATOR)
         tunes = [t if isinstance(t, str) else bytes(t).decode("utf-8", "replace") for t in outputs["abc"]]
-        if len(tunes) != len(prompts):
-            raise InferenceFailed(f"sent {len(prompts)} prompt(s) but got {len(tunes)} tune(s)", model=GENERATOR)
+        if len(tunes) != len(rows):
+            raise InferenceFailed(f"sent {len(rows)} prompt(s) but got {len(tunes)} tune(s)", model=GENERATOR)
         return tunes
 
     def compose(
         self,
-        prompt: str,
+        prompt: str | None = None,
         *,
         seed: int | None = None,
         temperature: float | None = None,
@@ -334,13 +343,19 @@ class _MusicApi:
         abc_prefix: str | None = None,
         header: str | None = None,
     ) -> str:
-        """Ask ``tune-generator`` for one tune; see :meth:`compose_many` for the arguments.
+        """Ask ``tune-generator`` for one tune, from a prompt or from ready header lines.
+
+        Args:
+            prompt: a description such as ``"a lively jig in D"``; leave out when ``header`` is given.
+            header: ABC header lines to write under, instead of a prompt.
+            seed, temperature, bars, abc_prefix: as in :meth:`compose_many`.
 
         Returns:
             A complete ABC tune with X:, T:, M:, L: and K: headers.
         """
         return self.compose_many(
-            [prompt], seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix, header=header
+            None if prompt is None else [prompt], headers=None if header is None else [header],
+            seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix,
         )[0]
 
     def synthesize(self, abc: str, *, tempo: int | None = None, instrument: str | None = None) -> tuple[bytes, int]:

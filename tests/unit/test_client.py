@@ -37,7 +37,7 @@ STUB_GENERATOR = '''
 from mlserver import MLModel
 from mlserver.codecs import StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import read_scalar, read_strings
+from tunesmith.serving import BadInput, read_scalar, read_strings
 
 
 class StubGenerator(MLModel):
@@ -47,16 +47,20 @@ class StubGenerator(MLModel):
         return True
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
-        prompts = read_strings(request, "prompt", max_items=8, max_chars=200)
+        headers = read_strings(request, "header", max_items=8, max_chars=200, required=False)
+        prompts = headers or read_strings(request, "prompt", max_items=8, max_chars=200)
         seed = read_scalar(request, "seed", kind=int, default=0)
         read_scalar(request, "temperature", kind=float, default=1.0, low=0, high=5, low_inclusive=False)
         bars = read_scalar(request, "bars", kind=int, default=8, low=1, high=64)
-        prefix = read_strings(request, "abc_prefix", max_items=1, max_chars=2000, required=False)
-        opening = prefix[0].strip() + " " if prefix else ""
+        prefixes = read_strings(request, "abc_prefix", max_items=8, max_chars=2000, required=False, allow_empty=True)
+        if prefixes and len(prefixes) != len(prompts):
+            raise BadInput(f"input 'abc_prefix' has {len(prefixes)} values for {len(prompts)} rows")
         tunes = []
         for i, prompt in enumerate(prompts):
+            opening = prefixes[i].strip() + " " if prefixes and prefixes[i] else ""
             body = " ".join(["dfd cec|" if (b + seed) % 2 else "dfa agf|" for b in range(bars)])
-            tunes.append(f"X:{i + 1}\\nT:{prompt}\\nM:6/8\\nL:1/8\\nK:D\\n{opening}{body}]\\n")
+            title = prompt.replace("\\n", " ")
+            tunes.append(f"X:{i + 1}\\nT:{title}\\nM:6/8\\nL:1/8\\nK:D\\n{opening}{body}]\\n")
         return InferenceResponse(model_name=self.name, outputs=[StringCodec.encode_output("abc", tunes)])
 '''
 
@@ -367,6 +371,20 @@ def test_compose_continues_an_opening(client):
     assert "abc_prefix" in client.model_inputs("tune-generator")
     abc = client.compose("a jig", bars=2, abc_prefix="ABc def|")
     assert abc.splitlines()[-1].startswith("ABc def| ")
+    tunes = client.compose_many(["a jig", "a reel"], bars=1, abc_prefix="ABc def|")  # one opening per row
+    assert all(t.splitlines()[-1].startswith("ABc def| ") for t in tunes)
+    first, second = client.compose_many(["a jig", "a reel"], bars=1, abc_prefix=["ABc def|", ""])
+    assert "ABc" in first and "ABc" not in second
+
+
+def test_compose_from_header_lines(client):
+    abc = client.compose(header="X:1 M:6/8 K:D", bars=1)  # the header goes instead of a prompt
+    assert "T:X:1 M:6/8 K:D" in abc
+    assert client.compose_many(None, headers=["X:1", "X:2"], bars=1)[1].startswith("X:2\nT:X:2")
+    with pytest.raises(ValueError, match="exactly one"):
+        client.compose("a jig", header="X:1")
+    with pytest.raises(ValueError, match="exactly one"):
+        client.compose()
 
 
 def test_effects_return_a_wav_file(client):
