@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -149,6 +150,26 @@ def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
     return into
 
 
+@contextmanager
+def generator_server(models: Path, *, batching: bool = True, overrides: dict | None = None):
+    """A server of its own, on free ports, serving only the generator v1 folder of ``models``.
+
+    Args:
+        models: a materialised models folder.
+        batching: see :func:`generator_variant`.
+        overrides: server settings, e.g. ``{"parallel_workers": 2}``.
+
+    Yields:
+        The running :class:`~tunesmith.server.Server`; it stops and its folder is removed after.
+    """
+    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as scratch:
+        folder = generator_variant(models, Path(scratch) / "models", batching=batching)
+        server = Server(models_dir=folder, name=f"bench-{free_port()}", http_port=free_port(), grpc_port=free_port(),
+                        metrics_port=free_port(), overrides=overrides)
+        with server:
+            yield server
+
+
 def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16), requests_per_client: int = 4,
                      bars: int = 16) -> dict[str, dict[int, float]]:
     """Tunes per second over REST for each configuration and number of concurrent clients.
@@ -164,15 +185,11 @@ def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16),
         ``{config name: {clients: tunes per second}}``.
     """
     results: dict[str, dict[int, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as scratch:
-        for i, (name, config) in enumerate(configs.items()):
-            folder = generator_variant(models, Path(scratch) / f"models-{i}", batching=config.get("batching", True))
-            server = Server(models_dir=folder, name=f"bench-{i}-{free_port()}", http_port=free_port(),
-                            grpc_port=free_port(), metrics_port=free_port(), overrides=config.get("overrides"))
-            with server:
-                call = rest_call(server.http_url, bars)
-                call(0)  # warm-up
-                results[name] = {c: throughput(call, c, requests_per_client) for c in clients}
+    for name, config in configs.items():
+        with generator_server(models, batching=config.get("batching", True), overrides=config.get("overrides")) as server:
+            call = rest_call(server.http_url, bars)
+            call(0)  # warm-up
+            results[name] = {c: throughput(call, c, requests_per_client) for c in clients}
     return results
 
 
