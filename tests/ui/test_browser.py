@@ -25,6 +25,9 @@ def test_page_renders_and_says_the_server_is_down(app_module, closed_url, tmp_pa
     assert f"The inference server at {closed_url} is not running." in text
     for label in ("Prompt", "Compose", "Temperature", "Tempo", "Instrument", "Seed", "Bars"):
         assert label in text
+    for tab in ("Hum to tune", "Effects", "Classify"):  # the later stages' tabs, after Compose
+        assert tab in text
+    assert text.index("Compose") < text.index("Hum to tune") < text.index("Effects") < text.index("Classify")
 
 
 @pytest.mark.server
