@@ -16,12 +16,15 @@ separates a hummed note from breath and room noise. Its cost is dominated by the
 * pitch bins a quarter of a semitone apart instead of librosa's tenth: 4x fewer states, 16x
   less Viterbi work, and a 25-cent grid is still twice as fine as the semitone decision made later.
 
-**Segmentation** turns frames into notes: frames are labelled with their nearest semitone (after
-removing the singer's overall tuning offset), short label runs (glides between notes, a vibrato
-excursion) are absorbed by their neighbours, and a run of one label becomes a note. A repeated
-note has no pitch change to split on, so a voiced run is also split where the short-frame energy
-dips and rises again, or where the spectral-flux onset strength (with SuperFlux's vibrato
-suppression) peaks: that is how a re-tongued, re-bowed or re-sung note shows itself.
+**Segmentation** turns frames into notes. The singer's overall tuning offset is removed first.
+Within a voiced run a new note starts when the pitch stays more than 0.6 semitone away from the
+current note's recent median for three frames (hysteresis, so vibrato on a slightly sharp note
+does not flip between two semitones); very short pieces (glides between notes, two notes heard at
+once as a pitch in between) go to their neighbours. A repeated note has no pitch change to split
+on, so a note is also split at an *attack*: an energy dip followed by a swell, or a sudden peak
+of spectral flux (with SuperFlux's vibrato suppression), which is how a re-tongued, re-bowed or
+re-sung note shows itself. Every note's onset is finally placed on its steepest rise in energy,
+so onsets found from pitch changes and from attacks agree with each other to a frame or two.
 """
 
 from __future__ import annotations
@@ -48,13 +51,13 @@ RESOLUTION = 0.25
 
 _TRIM_DB = 40.0  # leading/trailing audio quieter than this below the peak is silence
 _FLOOR_DB = 45.0  # frames quieter than this below the loudest frame are not part of a note
-_MIN_NOTE_FRAMES = 3  # 70 ms: shorter label runs are glides or glitches, not notes
+_MIN_NOTE_FRAMES = 3  # 70 ms: shorter pieces are glides or glitches, not notes
 _SPLIT_SEMITONES = 0.6  # a pitch this far from the current note's for a while is a new note
 _RECENT_FRAMES = 20  # 0.46 s of a held note (several vibrato cycles) set its reference pitch
 _OWN_ATTACK_FRAMES = 6  # 139 ms: a run's own attack shows up this long after pYIN hears the pitch
 _GLIDE_FRAMES = 4  # 93 ms: a run this short between a lower and a higher note is a glide
-_MIN_NOTE_SECONDS = 0.06
-_SAME_ATTACK_FRAMES = 4  # 93 ms
+_MIN_NOTE_SECONDS = 0.06  # shorter notes are dropped
+_SAME_ATTACK_FRAMES = 4  # 93 ms: a dip and a flux peak this close together are one attack
 _DIP_DB = 3.0  # an energy dip this deep (dB) scores 1
 _ATTACK_THRESHOLD = 0.8  # attack score above which a same-pitch run is split
 _RISE_DB = 2.0  # an onset is moved to the steepest energy rise near it if that rise is this steep (dB per 2 frames)

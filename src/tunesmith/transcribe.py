@@ -58,9 +58,10 @@ STEPS_PER_QUARTER = 4
 
 _EIGHTH_RANGE = (0.15, 0.4)  # seconds per eighth note the tempo estimate is steered into
 _TIMING_SD = 0.04  # seconds: onset detection error and the performer's unevenness, per interval
-_TEMPO_DRIFT_SD = 0.08  # relative tempo change that is unremarkable over half a second
-_ODD_COST = 2.0  # extra cost (in squared standard deviations) of a note on an odd sixteenth
-_OFFBEAT_COST = 0.5  # ... and of a note on the off-beat eighth
+_TEMPO_DRIFT_SD = 0.03  # relative tempo change that is unremarkable over half a second
+_ODD_COST = 3.0  # extra cost (in squared standard deviations) of a note on an odd sixteenth
+_OFFBEAT_COST = 1.0  # ... and of a note on the off-beat eighth
+_DRIFT_CAP = 1.0  # seconds: beyond this, a longer interval allows no more tempo change
 _REST_STEPS = 2  # a silence of an eighth or more between notes is written as a rest
 _BARS_PER_LINE = 4
 _STEPS_PER_UNIT = 2  # L:1/8 is two sixteenth-note steps
@@ -247,7 +248,8 @@ def _quantise(onsets: np.ndarray, step0: float) -> tuple[np.ndarray, list[tuple[
     onsets is a whole number of steps at the current length, with a Gaussian timing error (onset
     detection and the performer's own unevenness); landing on an off-beat eighth costs a little
     and on an odd sixteenth more, because folk tunes move mostly in beats and eighths; between
-    notes the step length may drift, by more the longer the interval. The Viterbi path finds the
+    notes the step length may drift, by more the longer the interval (up to a second: a long note
+    is no licence for a big jump in tempo). The Viterbi path finds the
     rhythm and tempo curve that explain *all* the intervals best, so the tempo around a long note
     is judged from the notes on both sides, and one uneven note does not shift the rest.
 
@@ -289,7 +291,7 @@ def _quantise(onsets: np.ndarray, step0: float) -> tuple[np.ndarray, list[tuple[
             timing[d] = np.minimum(cost_below, cost_above)
         d_index = (np.arange(4)[None, :] - np.arange(4)[:, None]) % 4  # [m0, m1] -> d
         emission = timing[d_index].transpose(2, 0, 1) + landing[None, None, :]  # (k, m0, m1)
-        drift = _TEMPO_DRIFT_SD**2 * max(gap, 0.1) / 0.5
+        drift = _TEMPO_DRIFT_SD**2 * min(max(gap, 0.1), _DRIFT_CAP) / 0.5
         # cost[j, m0, k, m1] = total[j, m0] + change[j, k] / drift + emission[k, m0, m1]
         cost = total[:, :, None, None] + (change / drift)[:, None, :, None] + emission.transpose(1, 0, 2)[None]
         flat = cost.reshape(size * 4, size, 4)
@@ -949,8 +951,9 @@ def evaluate(
 
     Returns:
         Per condition: mean and median note accuracy, the share of tunes at 90% or better, key
-        signature and meter agreement, tempo agreement (within 4%, allowing half or double), and
-        seconds per transcription.
+        signature and meter agreement (meters grouped as duple, simple triple and compound),
+        tempo agreement (within 4%, allowing half or double), and wall-clock and CPU seconds per
+        transcription.
     """
     from tunesmith import synth
     from tunesmith.corpus import ensure_splits, read_split
@@ -962,7 +965,7 @@ def evaluate(
     tunes = [every[int(i)] for i in np.linspace(0, len(every) - 1, min(n, len(every)))]
     rng = np.random.default_rng(seed)
     conditions = [f"clean {name}" for name in instruments] + ["voice-like"]
-    rows: dict[str, dict[str, list]] = {c: {"acc": [], "key": [], "meter": [], "tempo": [], "time": [], "audio": []} for c in conditions}
+    rows: dict[str, dict[str, list]] = {c: {"acc": [], "key": [], "meter": [], "tempo": [], "time": [], "cpu": [], "audio": []} for c in conditions}
     rate = 22050
     for index, abc in enumerate(tunes):
         tune = excerpt(abc, bars)
@@ -974,13 +977,14 @@ def evaluate(
                 audio = voice_like(tune, seed=seed * 1000 + index, tempo=bpm, sample_rate=rate)
             else:
                 audio = synth.render(tune, tempo=bpm, instrument=condition.split()[1], sample_rate=rate)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 result = transcribe(audio, rate)
             except TranscriptionError:
                 result = None
             row = rows[condition]
             row["time"].append(time.perf_counter() - started)
+            row["cpu"].append(time.process_time() - cpu)
             row["audio"].append(len(audio) / rate)
             if result is None:
                 row["acc"].append(0.0)
@@ -993,7 +997,7 @@ def evaluate(
             row["tempo"].append(any(abs(ratio / f - 1.0) < 0.04 for f in (0.5, 1.0, 2.0)))
 
     summary = {}
-    header = f"{'condition':<16}{'tunes':>6}{'accuracy':>10}{'median':>8}{'>=90%':>7}{'key sig':>9}{'meter':>7}{'tempo':>7}{'s/tune':>8}{'audio s':>9}"
+    header = f"{'condition':<16}{'tunes':>6}{'accuracy':>10}{'median':>8}{'>=90%':>7}{'key sig':>9}{'meter':>7}{'tempo':>7}{'s/tune':>8}{'cpu s':>7}{'audio s':>9}"
     print(f"Round trip on {len(tunes)} test tunes (spread over the split), first {bars} bars each", file=out)
     print(header, file=out)
     print("-" * len(header), file=out)
@@ -1007,12 +1011,13 @@ def evaluate(
             "meter": float(np.mean(row["meter"])) if row["meter"] else float("nan"),
             "tempo": float(np.mean(row["tempo"])) if row["tempo"] else float("nan"),
             "seconds_per_tune": float(np.mean(row["time"])),
+            "cpu_seconds_per_tune": float(np.mean(row["cpu"])),
             "audio_seconds": float(np.mean(row["audio"])),
         }
         s = summary[condition]
         print(
             f"{condition:<16}{len(acc):>6}{s['accuracy']:>10.1%}{s['median']:>8.1%}{s['at_least_90']:>7.0%}"
-            f"{s['key_signature']:>9.0%}{s['meter']:>7.0%}{s['tempo']:>7.0%}{s['seconds_per_tune']:>8.2f}{s['audio_seconds']:>9.1f}",
+            f"{s['key_signature']:>9.0%}{s['meter']:>7.0%}{s['tempo']:>7.0%}{s['seconds_per_tune']:>8.2f}{s['cpu_seconds_per_tune']:>7.2f}{s['audio_seconds']:>9.1f}",
             file=out,
         )
     return summary
