@@ -286,7 +286,8 @@ def notes_summary(heard: dict, abc: str) -> str:
         f"**tempo** {heard.get('tempo', '?')} quarter notes per minute",
     ]
     if "confidence" in heard:
-        lines.append(f"- **Pitch confidence** {heard['confidence']:.0%} (how sure the pitch tracker was that it heard a melody)")
+        lines.append(f"- **Pitch confidence** {heard['confidence']:.0%} "
+                     "(how sure the pitch tracker was that it heard a melody)")
     try:  # music21 (through the synthesizer's reader) spells the notes exactly as they are played
         import librosa
 
@@ -297,8 +298,10 @@ def notes_summary(heard: dict, abc: str) -> str:
         return "\n".join(lines)
     if pitches:
         low, high = librosa.midi_to_note(min(pitches)), librosa.midi_to_note(max(pitches))
-        common = ", ".join(librosa.midi_to_note(p, octave=False) for p, _ in Counter(p % 12 + 60 for p in pitches).most_common(3))
-        lines.append(f"- **{len(pitches)} notes** from {low} to {high} ({max(pitches) - min(pitches)} semitones); most used: {common}")
+        classes = Counter(p % 12 + 60 for p in pitches).most_common(3)
+        common = ", ".join(librosa.midi_to_note(p, octave=False) for p, _ in classes)
+        lines.append(f"- **{len(pitches)} notes** from {low} to {high} ({max(pitches) - min(pitches)} semitones); "
+                     f"most used: {common}")
     return "\n".join(lines)
 
 
@@ -380,7 +383,8 @@ def hum_to_tune(
             generator_inputs, note = [], f" Continuation is unavailable: {exc}"
         else:
             if "abc_prefix" not in generator_inputs:
-                note = f" Continuation is unavailable: `{GENERATOR}` on this server does not take an opening (`abc_prefix`)."
+                note = (f" Continuation is unavailable: `{GENERATOR}` on this server does not take an "
+                        "opening (`abc_prefix`).")
         if "abc_prefix" in generator_inputs:
             request = continuation_request(heard, bars, "header" in generator_inputs)
             try:

@@ -4,8 +4,9 @@ The stand-ins (written into ``tmp_path``) follow the server contract exactly (in
 datatypes, base64 WAV output, 400 with a message for bad input) but compute nothing: the generator
 writes a fixed tune titled with the prompt and as many bars as asked (after the opening it is given,
 if any), the synthesizer a short sine tone, the effects stand-in changes the length by the tempo
-rate, the transcriber writes a fixed tune and the classifier gives fixed probabilities. That tests the client's encoding, decoding and error handling over real HTTP and gRPC
-without waiting for trained models.
+rate, the transcriber writes a fixed tune and the classifier gives fixed probabilities. That tests
+the client's encoding, decoding and error handling over real HTTP and gRPC without waiting for
+trained models.
 """
 
 from __future__ import annotations
