@@ -137,6 +137,31 @@ class Transcription:
     track: PitchTrack
     tuning_cents: float
 
+    def to_dict(self, *, with_track: bool = False) -> dict:
+        """Plain lists and numbers (e.g. for a JSON response); the pitch track only if asked for.
+
+        Unvoiced frames have ``f0`` ``None`` (JSON has no NaN).
+        """
+        out = {
+            "abc": self.abc,
+            "tempo": self.tempo,
+            "key": self.key,
+            "meter": self.meter,
+            "confidence": self.confidence,
+            "tuning_cents": self.tuning_cents,
+            "notes": [
+                {"pitch": n.pitch, "onset": n.onset, "duration": n.duration, "confidence": n.confidence}
+                for n in self.notes
+            ],
+        }
+        if with_track:
+            out["track"] = {
+                "times": [float(t) for t in self.track.times],
+                "f0": [None if not np.isfinite(f) else float(f) for f in self.track.f0],
+                "voiced_prob": [float(v) for v in self.track.voiced_prob],
+            }
+        return out
+
 
 # --------------------------------------------------------------------------------------------
 # Settings given by the caller
@@ -710,8 +735,9 @@ def voice_like(
     """Render a tune the way a person might hum or whistle it, to test the transcriber.
 
     Unlike :func:`tunesmith.synth.render`, which plays in perfect time and tune, this adds what
-    makes real performances hard to transcribe: a tempo that drifts slowly (two slow sine waves
-    of random period and phase warp the beat-to-seconds mapping), onsets a few milliseconds early
+    makes real performances hard to transcribe: a tempo that drifts slowly (two sine waves with
+    periods of 16 to 48 beats and random phases, together within +/- ``tempo_drift``, warp the
+    beat-to-seconds mapping), onsets a few milliseconds early
     or late, notes a little sharp or flat, glides between notes, vibrato, breath noise (also in
     the 0.3 s before and after the melody), and notes released early by a varying amount. One
     continuous oscillator (a hum-like harmonic spectrum) sings all notes, as one voice does.

@@ -83,6 +83,15 @@ def test_pitch_track_is_there_for_plotting(four_bars):
     assert np.nanmedian(track.f0[voiced]) == pytest.approx(440, rel=0.3)  # the tune sits around A4
 
 
+def test_to_dict_is_json_ready(four_bars):
+    import json
+
+    plain = json.loads(json.dumps(four_bars.to_dict(with_track=True), allow_nan=False))
+    assert plain["abc"] == four_bars.abc and len(plain["notes"]) == len(four_bars.notes)
+    assert None in plain["track"]["f0"]  # unvoiced frames
+    assert "track" not in four_bars.to_dict()
+
+
 def test_key_of_a_d_major_scale_is_d():
     audio = synth.render(D_SCALE, tempo=100, instrument="sine", sample_rate=RATE)
     result = transcribe(audio, RATE)
