@@ -21,8 +21,8 @@
    as the major or minor key of that signature.
 4. **ABC**: ``X:``, ``T:``, ``M:``, ``L:1/8``, ``Q:`` and ``K:`` headers, notes spelt for the
    key (with accidentals that read the same whether or not a reader carries them through the
-   bar), notes that cross a bar line tied, and
-   the last bar filled with a rest.
+   bar), short notes beamed by beat, notes that cross a bar line tied, and the last bar filled
+   with a rest.
 
 The module also holds the tools to measure it: :func:`voice_like` renders a tune the way a person
 might hum it (vibrato, breath noise, a drifting tempo, slightly off-pitch notes), and
@@ -513,15 +513,39 @@ class _BarSpeller:
         return prefix + _note_name(letter, octave)
 
 
+def _beam_group(meter: str, bar: int) -> int:
+    """Steps per beamed group: a dotted quarter in compound meters, a quarter in x/4, a half in x/2."""
+    beats, unit = (int(v) for v in meter.split("/"))
+    if unit == 8 and beats % 3 == 0:
+        return 6
+    return max(1, min(bar, 16 // unit if unit <= 4 else 4))
+
+
+def _join_bar(tokens: list[tuple[str, int, int, bool]], group: int) -> str:
+    """One bar's text: notes shorter than a quarter are beamed (written without a space) within
+    a beat, as ABC players write ``dAF DFA``; rests and longer notes stand apart."""
+    text = ""
+    previous = None
+    for token in tokens:
+        name, position, length, is_note = token
+        if previous is not None:
+            _, p_position, p_length, p_note = previous
+            beamed = is_note and p_note and length < 4 and p_length < 4 and p_position // group == position // group
+            text += "" if beamed else " "
+        text += name
+        previous = token
+    return text
+
+
 def _abc_body(
-    items: Sequence[tuple[int | None, int, int]], key: _Key, bar: int, offset: int
+    items: Sequence[tuple[int | None, int, int]], key: _Key, meter: str, bar: int, offset: int
 ) -> str:
     """Body text for ``(pitch or None for a rest, start step, length in steps)`` items.
 
     Items are cut at bar lines (notes tied across), the last bar is filled with a rest.
     """
     speller = _BarSpeller(key)
-    bars: list[list[str]] = [[]]
+    bars: list[list[tuple[str, int, int, bool]]] = [[]]
     cursor = offset  # position within the current bar
     for pitch_, start, length in items:
         remaining = length
@@ -529,22 +553,24 @@ def _abc_body(
             part = min(remaining, bar - cursor)
             remaining -= part
             if pitch_ is None:
-                bars[-1].append("z" + _length_text(part))
+                bars[-1].append(("z" + _length_text(part), cursor, part, False))
             else:
-                bars[-1].append(speller.write(pitch_) + _length_text(part) + ("-" if remaining > 0 else ""))
+                name = speller.write(pitch_) + _length_text(part) + ("-" if remaining > 0 else "")
+                bars[-1].append((name, cursor, part, True))
             cursor += part
             if cursor == bar:
                 bars.append([])
                 speller.new_bar()
                 cursor = 0
     if cursor:
-        bars[-1].append("z" + _length_text(bar - cursor))
+        bars[-1].append(("z" + _length_text(bar - cursor), cursor, bar - cursor, False))
     elif not bars[-1]:
         bars.pop()
+    group = _beam_group(meter, bar)
     lines = []
     for i in range(0, len(bars), _BARS_PER_LINE):
         chunk = bars[i : i + _BARS_PER_LINE]
-        lines.append(" | ".join(" ".join(tokens) for tokens in chunk))
+        lines.append(" | ".join(_join_bar(tokens, group) for tokens in chunk))
     return " |\n".join(lines) + " |]"
 
 
@@ -598,7 +624,7 @@ def notes_to_abc(
         f"Q:1/4={int(round(tempo))}",
         f"K:{parsed_key.name}",
     ]
-    return "\n".join(header) + "\n" + _abc_body(items, parsed_key, bar, offset) + "\n"
+    return "\n".join(header) + "\n" + _abc_body(items, parsed_key, meter, bar, offset) + "\n"
 
 
 # --------------------------------------------------------------------------------------------

@@ -193,6 +193,11 @@ def test_accidentals_read_the_same_everywhere_and_ties_cross_bar_lines():
     ]
 
 
+def test_short_notes_are_beamed_by_beat():
+    jig = [TranscribedNote(p, i * 0.5, 0.5, 1.0) for i, p in enumerate([74, 69, 66, 62, 66, 69])]
+    assert "K:D\ndAF DFA |]" in notes_to_abc(jig, key="D", meter="6/8", tempo=120)
+
+
 def test_pickup_and_rests_are_written():
     notes = [TranscribedNote(67, 0.0, 0.5, 1.0), TranscribedNote(72, 0.5, 1.0, 1.0), TranscribedNote(74, 2.5, 3.0, 1.0)]
     abc = notes_to_abc(notes, key="G", meter="3/4", tempo=90, pickup=0.5)
@@ -212,8 +217,8 @@ def test_parse_key_gives_the_signature(key, name, signature):
 
 def test_note_spelling_follows_the_key():
     notes = [TranscribedNote(p, i * 0.5, 0.5, 1.0) for i, p in enumerate([66, 70, 63, 61])]
-    assert "F _B ^D ^C" in notes_to_abc(notes, key="G", meter="4/4", tempo=100)  # nearest on the line of fifths
-    assert "_G B E _D" in notes_to_abc(notes, key="Bb", meter="4/4", tempo=100)
+    assert "F_B ^D^C" in notes_to_abc(notes, key="G", meter="4/4", tempo=100)  # nearest on the line of fifths
+    assert "_GB E_D" in notes_to_abc(notes, key="Bb", meter="4/4", tempo=100)  # beamed by quarter beats
     assert "^G" in notes_to_abc([TranscribedNote(68, 0, 1, 1)], key="Am", meter="4/4", tempo=100)
     assert "^C" in notes_to_abc([TranscribedNote(61, 0, 1, 1)], key="Dm", meter="4/4", tempo=100)
 
