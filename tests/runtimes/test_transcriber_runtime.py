@@ -41,7 +41,8 @@ def test_sample_request_gives_the_tune_and_its_reading(transcriber):
     assert {o.name: o.datatype for o in response.outputs} == expected
     assert all(o.shape == [1] for o in response.outputs)
     abc = text(response, "abc")
-    assert abc.startswith("X:") and "G3 G A B" in abc and "e d d g d d" in abc
+    notes = abc.replace(" ", "")  # beaming (spaces between note groups) is a matter of layout
+    assert abc.startswith("X:") and "G3GAB" in notes and "eddgdd" in notes
     assert text(response, "meter") == "6/8" and f"K:{text(response, 'key')}" in abc
     assert 100 <= output(response, "tempo").data.root[0] <= 120
     assert 0.5 < output(response, "confidence").data.root[0] <= 1.0
@@ -64,7 +65,7 @@ def test_stereo_at_another_rate_is_converted(transcriber):
     buffer = io.BytesIO()
     soundfile.write(buffer, stereo, rate, format="WAV")
     response = run(transcriber, {"inputs": [audio_input(buffer.getvalue())]})
-    assert "G3 G A B" in text(response, "abc")
+    assert "G3GAB" in text(response, "abc").replace(" ", "")
 
 
 BAD = {
