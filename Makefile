@@ -77,10 +77,11 @@ data: setup ## Extract and split the ABC tunes from music21's corpus into data/a
 train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
 	$(PY) -m tunesmith.train
 
-eval: setup ## Print the generator's quality table (parse rate, bars, key fit, novelty)
+eval: setup ## Print quality tables: both generator versions, and the transcriber round trip
 	$(PY) -m tunesmith.evaluate
+	$(PY) -m tunesmith.transcribe --eval --n 40
 
-bench: setup ## Print latency and throughput tables: in-process vs REST vs gRPC
+bench: setup ## Print latency (in-process vs REST vs gRPC), batching and worker tables
 	$(PY) -m tunesmith.bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)
