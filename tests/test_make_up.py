@@ -55,9 +55,10 @@ def test_make_up_serves_the_platform_and_the_ui_composes(tmp_path):
         wait_for(server_url + "/v2/health/ready", process)
         wait_for(ui_url, process)
         client = Client(ui_url, download_files=str(tmp_path), verbose=False)
-        message, abc, notation, audio, *_ = client.predict("a lively jig in D major", api_name="/compose")
+        message, abc, notation, audio, *_ = client.predict("a lively jig in D major", seed=7, api_name="/compose")
         assert "M:6/8" in abc and "K:D" in abc, message
         assert "<svg" in notation
+        assert audio, message
         samples, rate = soundfile.read(audio)
         assert len(samples) > rate
     finally:

@@ -148,6 +148,40 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+_BAR_LINE = re.compile(r":\|\|:|:\|:|::|:\|\]|:\|\||:\||\|\|:|\|:|\|\]|\|\||\[\||\|")
+
+
+def balance_repeats(abc: str) -> str:
+    """Give every end-repeat ``:|`` a start-repeat, the way ABC players read the tune.
+
+    In ABC a ``:|`` with no ``|:`` before it repeats back to the previous end-repeat or section
+    end (``||``, ``|]``), or to the start of the tune. music21 instead repeats such a section from
+    the very start of the tune, so ``A :| B :|`` plays A twice and then A, A, B twice: too long,
+    and not what was written. Inserting the implied ``|:`` makes both readings agree.
+    """
+    match = _KEY_FIELD.search(abc)
+    if match is None:
+        return abc
+    body_start = abc.find("\n", match.end())
+    if body_start < 0:
+        return abc
+    body_start += 1
+    inserts: list[int] = []
+    section_start, open_repeat = body_start, False
+    for bar in _BAR_LINE.finditer(abc, body_start):
+        token = bar.group()
+        closes, opens = token.startswith(":"), token.endswith(":")
+        if closes and not open_repeat:
+            inserts.append(section_start)
+        if closes or token in ("||", "|]", "[|"):
+            section_start, open_repeat = bar.end(), False
+        if opens:
+            section_start, open_repeat = bar.end(), True
+    for position in reversed(inserts):
+        abc = abc[:position] + "|:" + abc[position:]
+    return abc
+
+
 def _parse_score(abc: str) -> stream.Score:
     """Check the text looks like ABC, then let music21 parse it.
 
@@ -166,7 +200,7 @@ def _parse_score(abc: str) -> stream.Score:
             f"ending in K:, then the notes, e.g. {_EXAMPLE}"
         )
     try:
-        score = converter.parseData(abc, format="abc")
+        score = converter.parseData(balance_repeats(abc), format="abc")
     # music21 signals malformed ABC with many exception types (ABCHandlerException, IndexError,
     # AttributeError, ...), none of which mean a fault of the server.
     except Exception as exc:  # noqa: BLE001

@@ -257,3 +257,14 @@ def test_module_exports():
     assert {"fiddle", "flute", "whistle", "harp", "piano", "sine"} <= set(INSTRUMENTS)
     assert 20 <= DEFAULT_TEMPO <= 400
     assert synth.TEMPO_RANGE == (20, 400)
+
+
+def test_an_end_repeat_without_a_start_repeats_its_own_section():
+    """ABC players repeat ``A :| B :|`` as A A B B; music21 alone would play A A A B A B."""
+    from tunesmith.synth import balance_repeats, duration_seconds
+
+    tune = "X:1\nT:t\nM:4/4\nL:1/4\nK:C\nCDEF|GABc:|dcBA|GFED:|\n"
+    assert balance_repeats(tune).endswith("|:CDEF|GABc:||:dcBA|GFED:|\n")
+    assert duration_seconds(tune, tempo=60) == 32.0
+    balanced = "X:1\nT:t\nM:4/4\nL:1/4\nK:C\n|:CDEF|1GABc:|2cBAG||\n"
+    assert balance_repeats(balanced) == balanced
