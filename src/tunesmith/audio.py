@@ -81,6 +81,34 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1, dtype=np.float64).astype(samples.dtype, copy=False)
 
 
+
+def mono_samples(samples: object, *, error: type[Exception] = AudioError, dtype=np.float64) -> np.ndarray:
+    """Bring an array of samples to finite mono ``dtype``, or raise ``error`` naming the problem.
+
+    Every audio library here (effects, transcription, style) takes samples as an array; each raises
+    its own ``ValueError`` subclass so its runtime can answer 400, which is why the error class is a
+    parameter rather than always :class:`AudioError`.
+
+    Args:
+        samples: mono ``(frames,)`` or ``(frames, channels)`` audio.
+        error: the exception class to raise.
+        dtype: the floating type of the result.
+    """
+    try:
+        x = np.asarray(samples, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise error(f"the audio must be an array of numbers: {exc}") from None
+    if x.ndim == 2:
+        x = to_mono(x)
+    if x.ndim != 1:
+        raise error(f"the audio must be mono (frames,) or (frames, channels), got shape {x.shape}")
+    if x.size == 0:
+        raise error("the audio holds no samples")
+    if not np.all(np.isfinite(x)):
+        raise error("the audio contains NaN or infinite samples")
+    return x
+
+
 def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     """Encode audio as a complete 16-bit PCM WAV file, in memory.
 

@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.signal import butter, oaconvolve, sosfilt
 
-from tunesmith.audio import to_mono
+from tunesmith.audio import mono_samples
 
 PEAK_LIMIT = 0.99
 """Peak that output louder than full scale is scaled down to (a little headroom below 1.0)."""
@@ -254,18 +254,7 @@ def _check_audio(samples: object, sample_rate: object, max_seconds: float) -> tu
         raise EffectError(f"sample_rate must be an integer between {lo} and {hi} Hz, got {sample_rate!r}")
     if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
         raise EffectError(f"max_seconds must be a positive number, got {max_seconds!r}")
-    try:
-        x = np.asarray(samples, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise EffectError(f"the audio must be an array of numbers: {exc}") from None
-    if x.ndim == 2:
-        x = to_mono(x)
-    if x.ndim != 1:
-        raise EffectError(f"the audio must be mono (frames,) or (frames, channels), got shape {x.shape}")
-    if x.size == 0:
-        raise EffectError("the audio holds no samples")
-    if not np.all(np.isfinite(x)):
-        raise EffectError("the audio contains NaN or infinite samples")
+    x = mono_samples(samples, error=EffectError)
     seconds = x.size / sample_rate
     if seconds > max_seconds:
         raise EffectError(f"the audio is {seconds:.2f} s long, longer than the limit of {max_seconds:g} s")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from tunesmith.audio import to_mono
+from tunesmith.audio import mono_samples
 
 ANALYSIS_RATE = 11025
 """Sample rate the melody is analysed at, in Hz."""
@@ -138,14 +138,7 @@ def as_mono_float(samples: object) -> np.ndarray:
         raise PitchError(f"the audio must be an array of numbers, got dtype {x.dtype}")
     if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
         x = x.T
-    if x.ndim not in (1, 2):
-        raise PitchError(f"the audio must be mono (frames,) or (frames, channels), got shape {x.shape}")
-    x = to_mono(x)
-    if x.size == 0:
-        raise PitchError("the audio holds no samples")
-    if not np.all(np.isfinite(x)):
-        raise PitchError("the audio contains NaN or infinite samples")
-    return x
+    return mono_samples(x, error=PitchError)
 
 
 def prepare(samples: object, sample_rate: int) -> np.ndarray:

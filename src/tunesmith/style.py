@@ -51,7 +51,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunesmith.audio import to_mono
+from tunesmith.audio import mono_samples
 
 FEATURE_SAMPLE_RATE = 16000
 """Audio is resampled to this rate before analysis: it keeps everything up to 8 kHz (all a fiddle
@@ -111,16 +111,7 @@ def check_audio(samples: object, sample_rate: object) -> tuple[np.ndarray, int]:
     integer = isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool)
     if not integer or not 8000 <= sample_rate <= 96000:
         raise StyleInputError(f"sample_rate must be an integer between 8000 and 96000 Hz, got {sample_rate!r}")
-    try:
-        x = np.asarray(samples, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise StyleInputError(f"the audio must be an array of numbers: {exc}") from None
-    if x.ndim == 2:
-        x = to_mono(x)
-    if x.ndim != 1:
-        raise StyleInputError(f"the audio must be mono (frames,) or (frames, channels), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise StyleInputError("the audio contains NaN or infinite samples")
+    x = mono_samples(samples, error=StyleInputError, dtype=np.float32)
     seconds = x.size / int(sample_rate)
     if seconds < MIN_SECONDS:
         raise StyleInputError(
