@@ -168,7 +168,7 @@ def compose(
             wav, sample_rate = client.synthesize(abc, tempo=int(tempo), instrument=instrument or None)
         except ClientError as exc:
             return f"Composed the tune, but could not play it: {exc}", abc, notation, None, None, None
-    samples, _ = soundfile.read(io.BytesIO(wav), dtype="float32")
+    samples, _ = decode_audio(wav)
     seconds = len(samples) / sample_rate
     message = f"Composed and played on {instrument} at {int(tempo)} bpm: {seconds:.1f} s of audio at {sample_rate} Hz."
     return message, abc, notation, wav, waveform(samples, sample_rate), spectrogram(samples, sample_rate)
@@ -259,11 +259,6 @@ def audio_bytes(path: str | None) -> bytes:
     except AudioError:
         return data
     return encode_wav(samples, rate)
-
-
-def read_wav(wav: bytes) -> tuple:
-    """``(samples, sample_rate)`` of a WAV file's bytes."""
-    return soundfile.read(io.BytesIO(wav), dtype="float32")
 
 
 def no_audio_message(what: str) -> str:
@@ -471,8 +466,8 @@ def apply_effects(server_url: str, recording: str | None, *settings: float):
             wav, sample_rate = client.effects(data, **params)
         except ClientError as exc:
             return f"Could not apply the effects: {exc}", None, None, None
-    before, before_rate = read_wav(data)
-    after, _ = read_wav(wav)
+    before, before_rate = decode_audio(data)
+    after, _ = decode_audio(wav)
     changed = [name for name, value in params.items() if value != getattr(EffectParams(), name)]
     message = (f"{len(before) / before_rate:.1f} s in, {len(after) / sample_rate:.1f} s out at {sample_rate} Hz; "
                f"changed: {', '.join(changed) or 'nothing (default settings)'}.")
