@@ -27,13 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
-import requests
-from mlserver.codecs import StringCodec
-from mlserver.grpc import converters, dataplane_pb2_grpc
-from mlserver.types import InferenceRequest, RequestInput
+import numpy as np
 
 from . import paths
+from .client import GrpcMusicClient, MusicClient
 from .server import Server, free_port
 
 PROMPT = "a lively reel in D major"
@@ -55,44 +52,29 @@ def timed(call, n: int, warmup: int = 2) -> list[float]:
     return out
 
 
-def rest_call(url: str, bars: int, version: str | None = None):
-    """A function ``call(seed) -> tune`` that asks the server for one tune over REST."""
-    session = requests.Session()
-    path = "/v2/models/tune-generator" + (f"/versions/{version}" if version else "") + "/infer"
+def _generator_call(client, bars: int, version: str | None = None):
+    """A function ``call(seed) -> tune`` asking ``client`` (REST or gRPC) for one tune."""
 
     def call(seed: int) -> str:
-        body = {
-            "inputs": [
-                {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": [PROMPT]},
-                {"name": "seed", "datatype": "INT64", "shape": [1], "data": [seed]},
-                {"name": "bars", "datatype": "INT32", "shape": [1], "data": [bars]},
-            ]
+        inputs = {
+            "prompt": [PROMPT],
+            "seed": np.asarray([seed], dtype=np.int64),
+            "bars": np.asarray([bars], dtype=np.int32),
         }
-        response = session.post(url + path, json=body, timeout=300)
-        response.raise_for_status()
-        return response.json()["outputs"][0]["data"][0]
+        tune = client.infer("tune-generator", inputs, version)["abc"][0]
+        return tune if isinstance(tune, str) else bytes(tune).decode()
 
     return call
 
 
-def grpc_call(address: str, bars: int):
-    channel = grpc.insecure_channel(address)
-    stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+def rest_call(url: str, bars: int, version: str | None = None):
+    """One tune per call over REST, through the same client the UI uses."""
+    return _generator_call(MusicClient(url, timeout=300), bars, version)
 
-    def call(seed: int) -> None:
-        prompt = StringCodec.encode_input("prompt", [PROMPT], use_bytes=True)
-        prompt.shape = [1]
-        request = InferenceRequest(
-            inputs=[
-                prompt,
-                RequestInput(name="seed", datatype="INT64", shape=[1], data=[seed]),
-                RequestInput(name="bars", datatype="INT32", shape=[1], data=[bars]),
-            ]
-        )
-        message = converters.ModelInferRequestConverter.from_types(request, model_name="tune-generator", model_version=None)
-        stub.ModelInfer(message, timeout=60)
 
-    return call
+def grpc_call(address: str, bars: int, version: str | None = None):
+    """One tune per call over gRPC (MLServer's generated stubs)."""
+    return _generator_call(GrpcMusicClient(address, timeout=300), bars, version)
 
 
 def in_process_call(model_dir: Path, bars: int):
