@@ -465,6 +465,22 @@ class StyleClassifier:
         """:meth:`embed` for several clips: ``(clips, embed_dim)``."""
         return self._batch(clips)[1]
 
+    def classify_batch(self, clips: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings of several clips from one pass, as a server returns both.
+
+        Args:
+            clips: ``(samples, sample_rate)`` pairs.
+
+        Returns:
+            ``(probabilities, embeddings)``: float32 arrays of shape ``(clips, labels)`` (columns in
+            :attr:`labels` order, rows summing to 1) and ``(clips, config.embed_dim)``.
+
+        Raises:
+            StyleInputError: a clip cannot be judged; the message names which one.
+        """
+        probs, emb = self._batch(clips)
+        return probs.astype(np.float32), emb
+
     def _batch(self, clips: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(clips, tuple) and len(clips) == 2 and isinstance(clips[1], (int, np.integer)):
             raise StyleInputError("predict_batch takes a list of (samples, sample_rate) pairs, not one pair")
