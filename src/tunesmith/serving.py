@@ -143,6 +143,29 @@ def read_bytes(request: InferenceRequest, name: str, *, max_bytes: int, required
     Over gRPC the bytes arrive as they are; over REST JSON a BYTES element is a string, which is
     taken as base64 when it decodes as such, so a REST client can send binary data.
     """
+    files = read_byte_items(request, name, max_bytes=max_bytes, max_items=1, required=required)
+    return None if files is None else files[0]
+
+
+def read_byte_items(
+    request: InferenceRequest, name: str, *, max_bytes: int, max_items: int, required: bool = True
+) -> list[bytes] | None:
+    """Decode a BYTES ``[N]`` input as a list of raw byte strings, one per row (e.g. N audio files).
+
+    The list form is what adaptive batching needs: MLServer merges the ``[1]`` inputs of concurrent
+    requests into one ``[N]`` input, and hands output row i back to the request that sent row i.
+
+    Args:
+        request: the inference request.
+        name: input name, e.g. ``"audio"``.
+        max_bytes: most bytes allowed in one element (checked after base64 decoding).
+        max_items: most elements allowed in one request.
+        required: raise when the input is absent (else return ``None``).
+
+    Raises:
+        BadInput: wrong datatype or shape, no elements, too many, or an empty or oversized element
+            (the message says which row).
+    """
     import base64
     import binascii
 
@@ -152,19 +175,25 @@ def read_bytes(request: InferenceRequest, name: str, *, max_bytes: int, required
     _check_datatype(inp, {"BYTES"})
     values = _flat(inp.data)
     _check_shape(inp, values)
-    if len(values) != 1:
-        raise BadInput(f"input {name!r} must hold exactly one element, got {len(values)}")
-    value = values[0]
-    if isinstance(value, str):
-        try:
-            value = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            value = value.encode("utf-8")
-    if not value:
+    if not values:
         raise BadInput(f"input {name!r} is empty")
-    if len(value) > max_bytes:
-        raise BadInput(f"input {name!r} has {len(value)} bytes; at most {max_bytes}")
-    return bytes(value)
+    if len(values) > max_items:
+        one = "exactly one element" if max_items == 1 else f"at most {max_items} elements per request"
+        raise BadInput(f"input {name!r} must hold {one}, got {len(values)}")
+    out = []
+    for i, value in enumerate(values):
+        where = repr(name) if len(values) == 1 else f"{name!r}[{i}]"
+        if isinstance(value, str):
+            try:
+                value = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                value = value.encode("utf-8")
+        if not value:
+            raise BadInput(f"input {where} is empty")
+        if len(value) > max_bytes:
+            raise BadInput(f"input {where} has {len(value)} bytes; at most {max_bytes}")
+        out.append(bytes(value))
+    return out
 
 
 def read_scalar(

@@ -4,7 +4,7 @@ import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 from mlserver.types import InferenceRequest, RequestInput
 
-from tunesmith.serving import BadInput, limit, read_bytes, read_scalar, read_strings
+from tunesmith.serving import BadInput, limit, read_byte_items, read_bytes, read_scalar, read_strings
 
 
 def request(*inputs: RequestInput) -> InferenceRequest:
@@ -85,6 +85,20 @@ def test_bytes_accept_raw_and_base64():
     assert read_bytes(request(strings([base64.b64encode(raw).decode()], name="audio")), "audio", max_bytes=100) == raw
     with pytest.raises(BadInput, match="at most 3"):
         read_bytes(request(strings([raw], name="audio")), "audio", max_bytes=3)
+
+
+def test_byte_items_give_one_file_per_row_and_name_the_bad_row():
+    import base64
+
+    files = [b"RIFF\x00\x01", b"fLaC\x00"]
+    sent = [files[0], base64.b64encode(files[1]).decode()]  # gRPC bytes and REST base64 can mix
+    assert read_byte_items(request(strings(sent, name="audio")), "audio", max_bytes=100, max_items=4) == files
+    with pytest.raises(BadInput, match=r"'audio'\[1\] is empty"):
+        read_byte_items(request(strings([files[0], b""], name="audio")), "audio", max_bytes=100, max_items=4)
+    with pytest.raises(BadInput, match="at most 2 elements per request, got 3"):
+        read_byte_items(request(strings(files + files[:1], name="audio")), "audio", max_bytes=100, max_items=2)
+    with pytest.raises(BadInput, match="exactly one element, got 2"):
+        read_bytes(request(strings(files, name="audio")), "audio", max_bytes=100)
 
 
 def test_limits_come_from_model_settings():
