@@ -189,8 +189,10 @@ def decode_audio(
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         head = bytes(data[:12])
+        # libsndfile's own reason ("Format not recognised."), without the in-memory file's repr
+        reason = (getattr(exc, "error_string", None) or str(exc)).strip().rstrip(".")
         raise NotAudioError(
-            f"the data is not a readable audio file (WAV, FLAC, OGG, ...): {exc}; it starts with {head!r}"
+            f"the data is not a readable audio file (WAV, FLAC, OGG, ...): {reason}; it starts with {head!r}"
         ) from exc
 
     if samples.shape[0] == 0:  # the header promised frames the data does not hold
