@@ -142,7 +142,7 @@ def encode_input(name: str, value: Any, *, binary: str = "base64") -> RequestInp
     Args:
         name: the input's name, e.g. ``"prompt"``.
         value: ``str`` or a sequence of ``str`` (BYTES, UTF-8 text); ``bytes`` (BYTES, one binary
-            element such as a WAV file); ``int`` (INT64 [1]); ``float`` (FP32 [1]); a numpy array
+            element such as a WAV file) or a sequence of ``bytes`` (BYTES ``[N]``); ``int`` (INT64 [1]); ``float`` (FP32 [1]); a numpy array
             (its own datatype and shape); or a ready :class:`RequestInput`, passed through.
         binary: how ``bytes`` travel: ``"base64"`` for REST JSON, ``"raw"`` for gRPC.
 
@@ -154,9 +154,11 @@ def encode_input(name: str, value: Any, *, binary: str = "base64") -> RequestInp
     if isinstance(value, str):
         value = [value]
     if isinstance(value, (bytes, bytearray)):
+        value = [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (bytes, bytearray)) for v in value):
         if binary == "base64":
-            return _one_dimensional(Base64Codec.encode_input(name, [bytes(value)], use_bytes=False))
-        return RequestInput(name=name, datatype="BYTES", shape=[1], data=[bytes(value)])
+            return _one_dimensional(Base64Codec.encode_input(name, [bytes(v) for v in value], use_bytes=False))
+        return RequestInput(name=name, datatype="BYTES", shape=[len(value)], data=[bytes(v) for v in value])
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return _one_dimensional(StringCodec.encode_input(name, list(value), use_bytes=binary == "raw"))
     if isinstance(value, bool):
@@ -287,6 +289,7 @@ class _MusicApi:
         bars: int | None = None,
         abc_prefix: str | Sequence[str] | None = None,
         headers: Sequence[str] | None = None,
+        version: str | None = None,
     ) -> list[str]:
         """Ask ``tune-generator`` for one tune per prompt (or per header), in one request.
 
@@ -304,6 +307,8 @@ class _MusicApi:
             headers: ABC header lines (``X:``, ``M:``, ``L:``, ``K:``, e.g. the prompt-encoder's
                 ``header`` output), one per tune, sent *instead of* prompts: the generator takes
                 exactly one of the two.
+            version: a served version of the generator (``"v1"``, ``"v2"``); ``None`` for the one
+                the server picks (the newest).
 
         Returns:
             ABC tunes, in the order of ``prompts`` (or ``headers``).
@@ -325,7 +330,7 @@ class _MusicApi:
             "temperature": None if temperature is None else np.asarray([temperature], dtype=np.float32),
             "bars": None if bars is None else np.asarray([bars], dtype=np.int32),
         }
-        outputs = self.infer(GENERATOR, inputs)
+        outputs = self.infer(GENERATOR, inputs, version=version)
         if "abc" not in outputs:
             raise InferenceFailed(f"response has no 'abc' output (got {sorted(outputs)})", model=GENERATOR)
         tunes = [t if isinstance(t, str) else bytes(t).decode("utf-8", "replace") for t in outputs["abc"]]
@@ -342,20 +347,21 @@ class _MusicApi:
         bars: int | None = None,
         abc_prefix: str | None = None,
         header: str | None = None,
+        version: str | None = None,
     ) -> str:
         """Ask ``tune-generator`` for one tune, from a prompt or from ready header lines.
 
         Args:
             prompt: a description such as ``"a lively jig in D"``; leave out when ``header`` is given.
             header: ABC header lines to write under, instead of a prompt.
-            seed, temperature, bars, abc_prefix: as in :meth:`compose_many`.
+            seed, temperature, bars, abc_prefix, version: as in :meth:`compose_many`.
 
         Returns:
             A complete ABC tune with X:, T:, M:, L: and K: headers.
         """
         return self.compose_many(
             None if prompt is None else [prompt], headers=None if header is None else [header],
-            seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix,
+            seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix, version=version,
         )[0]
 
     def synthesize(self, abc: str, *, tempo: int | None = None, instrument: str | None = None) -> tuple[bytes, int]:
@@ -426,26 +432,47 @@ class _MusicApi:
     def classify(self, wav: bytes) -> dict[str, float]:
         """Ask ``style-classifier`` which dance rhythm a recording has.
 
-        The class names come from the model's ``labels`` output when it sends one, else from the
-        ``labels`` parameter of its declared ``probabilities`` output (model metadata).
-
         Args:
             wav: the recording's bytes (WAV, FLAC or OGG; any rate, mono or stereo).
 
         Returns:
             ``{label: probability}``, most likely first; the probabilities sum to 1.
         """
-        outputs = self.infer(CLASSIFIER, {"audio": _audio_bytes(wav)})
+        probabilities, _ = self.classify_many([wav])
+        return dict(sorted(probabilities[0].items(), key=lambda item: -item[1]))
+
+    def classify_many(self, wavs: Sequence[bytes]) -> tuple[list[dict[str, float]], np.ndarray]:
+        """Ask ``style-classifier`` about several recordings in one request.
+
+        The class names come from the model's ``labels`` output when it sends one, else from the
+        ``labels`` parameter of its declared ``probabilities`` output (model metadata).
+
+        Args:
+            wavs: the recordings' bytes (WAV, FLAC or OGG; any rate, mono or stereo).
+
+        Returns:
+            ``(probabilities, embeddings)``: one ``{label: probability}`` per recording (in the
+            model's label order), and the recordings' embeddings as a ``(recordings, E)`` array
+            (empty ``(recordings, 0)`` if the model sends none), e.g. for
+            :func:`tunesmith.style.frechet_distance`.
+        """
+        if isinstance(wavs, (bytes, bytearray, str)):
+            raise TypeError("classify_many takes a list of recordings; use classify() for one")
+        wavs = [_audio_bytes(w) for w in wavs]
+        if not wavs:
+            raise ValueError("classify_many needs at least one recording")
+        outputs = self.infer(CLASSIFIER, {"audio": wavs})
         if "probabilities" not in outputs:
             raise InferenceFailed(f"response has no 'probabilities' output (got {sorted(outputs)})", model=CLASSIFIER)
-        probs = np.asarray(outputs["probabilities"], dtype=np.float64)
-        probs = probs[0] if probs.ndim == 2 else probs.reshape(-1)  # [N, C]: one recording was sent
+        probs = np.asarray(outputs["probabilities"], dtype=np.float64).reshape(len(wavs), -1)
         labels = [_text(v) for v in outputs.get("labels", [])] or self._declared_labels(CLASSIFIER)
-        if len(labels) != len(probs):
+        if len(labels) != probs.shape[1]:
             raise InferenceFailed(
-                f"{len(probs)} probabilities but {len(labels)} class names ({labels})", model=CLASSIFIER
+                f"{probs.shape[1]} probabilities per recording but {len(labels)} class names ({labels})",
+                model=CLASSIFIER,
             )
-        return dict(sorted(zip(labels, map(float, probs)), key=lambda item: -item[1]))
+        embeddings = np.asarray(outputs.get("embedding", np.zeros((len(wavs), 0))), dtype=np.float32)
+        return [dict(zip(labels, map(float, row))) for row in probs], embeddings.reshape(len(wavs), -1)
 
     def _declared_labels(self, model: str) -> list[str]:
         """Class names from the ``labels`` parameter of a model's declared ``probabilities`` output.

@@ -179,20 +179,24 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import read_bytes
+from tunesmith.serving import read_byte_items
 
 
 class StubClassifier(MLModel):
-    """Always hears a jig (the class names are declared in model-settings.json)."""
+    """Always hears a jig (the class names are declared in model-settings.json); the embedding is
+    the file's size, so each row can be told apart."""
 
     async def load(self) -> bool:
         return True
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
-        read_bytes(request, "audio", max_bytes=10_000_000)
+        files = read_byte_items(request, "audio", max_bytes=10_000_000, max_items=8)
+        probabilities = np.tile(np.asarray([0.1, 0.7, 0.15, 0.05], dtype=np.float32), (len(files), 1))
+        embedding = np.asarray([[len(f), 1.0] for f in files], dtype=np.float32)
         return InferenceResponse(
             model_name=self.name,
-            outputs=[NumpyCodec.encode_output("probabilities", np.asarray([[0.1, 0.7, 0.15, 0.05]], dtype=np.float32))],
+            outputs=[NumpyCodec.encode_output("probabilities", probabilities),
+                     NumpyCodec.encode_output("embedding", embedding)],
         )
 '''
 
@@ -414,6 +418,15 @@ def test_classify_names_every_class(client):
     probabilities = client.classify(_tone(0.5))
     assert list(probabilities) == ["jig", "hornpipe", "reel", "slip jig"]  # most likely first
     assert sum(probabilities.values()) == pytest.approx(1.0)
+
+
+def test_classify_many_gives_each_recording_its_row(client):
+    short, long = _tone(0.1), _tone(0.5)
+    probabilities, embeddings = client.classify_many([short, long])
+    assert [list(p) for p in probabilities] == [STUB_LABELS, STUB_LABELS]  # the model's order
+    assert embeddings.shape == (2, 2) and embeddings[:, 0].tolist() == [len(short), len(long)]
+    with pytest.raises(TypeError, match="list of recordings"):
+        client.classify_many(long)
 
 
 # -- gRPC against the same server -------------------------------------------------------------------
