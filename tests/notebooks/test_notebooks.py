@@ -103,7 +103,7 @@ def workspace(tmp_path_factory):
 
 
 STAGE1_MODELS = {"synthesizer", "tune-generator"}
-STAGE2_MODELS = {"prompt-encoder", "audio-fx", "transcriber"}
+STAGE2_MODELS = {"prompt-encoder", "audio-fx", "transcriber", "style-classifier"}
 
 
 def test_the_notebooks_are_there():
