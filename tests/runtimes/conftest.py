@@ -30,3 +30,8 @@ def audio_fx(platform_models) -> MLModel:
 @pytest.fixture(scope="session")
 def transcriber(platform_models) -> MLModel:
     return load_runtime(platform_models, "transcriber")
+
+
+@pytest.fixture(scope="session")
+def classifier(platform_models) -> MLModel:
+    return load_runtime(platform_models, "style-classifier")
