@@ -540,6 +540,12 @@ def classify(server_url: str, recording: str | None):
 
 def classify_tab(ctx: AppContext) -> None:
     """Audio in on the left; the rhythm's probabilities on the right."""
+    gr.Markdown(
+        "Which dance is it: reel, jig, hornpipe or slip jig? The classifier listens to how the notes group "
+        "and how fast they come, so play tunes at dance speed (a reel at about 220 bpm, a jig at 170, a "
+        "hornpipe at 160): a reel played slowly sounds like a hornpipe, to people too.",
+        elem_classes=["tab-intro"],
+    )
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             recording = gr.Audio(sources=AUDIO_SOURCES, type="filepath", label="A tune")

@@ -16,13 +16,15 @@ import soundfile
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tunesmith import audio
-from tunesmith.client import grpc_infer
+from concurrent.futures import ThreadPoolExecutor
+
+from tunesmith import audio, synth
+from tunesmith.client import GrpcMusicClient, MusicClient, grpc_infer
 from tunesmith.transcribe import excerpt, voice_like
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-STAGE2 = ["prompt-encoder", "audio-fx", "transcriber"]
+STAGE2 = ["prompt-encoder", "audio-fx", "transcriber", "style-classifier"]
 
 
 def infer(server, model: str, inputs: list[dict]) -> requests.Response:
@@ -102,6 +104,47 @@ def test_transcriber_over_rest_and_its_metric_on_the_metrics_endpoint(platform_s
     assert metric_count(platform_server, "transcription_confidence", "transcriber") == before + 1
 
 
+KESH = "X:1\nT:The Kesh\nR:jig\nM:6/8\nL:1/8\nK:G\n|:G3 GAB|A3 ABd|edd gdd|edB dBA|G3 GAB|A3 ABd|edd gdB|AGF G3:|\n"
+MAGGIE = "X:1\nT:Drowsy Maggie\nR:reel\nM:2/2\nL:1/8\nK:Edor\n|:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|\n"
+
+
+@pytest.fixture(scope="module")
+def dances() -> dict[str, bytes]:
+    """A jig and a reel at their dance tempos, as WAV files."""
+    return {
+        "jig": audio.encode_wav(synth.render(KESH, tempo=168, instrument="fiddle"), 22050),
+        "reel": audio.encode_wav(synth.render(MAGGIE, tempo=220, instrument="flute"), 22050),
+    }
+
+
+def test_style_classifier_over_rest_and_grpc(platform_server, dances):
+    with MusicClient(platform_server.http_url) as rest, GrpcMusicClient(platform_server.grpc_address) as grpc:
+        for rhythm, recording in dances.items():
+            heard = rest.classify(recording)
+            assert list(heard) == sorted(heard, key=heard.get, reverse=True)  # most likely first
+            assert set(heard) == {"reel", "jig", "hornpipe", "slip jig"}  # names from the metadata
+            assert next(iter(heard)) == rhythm
+            over_grpc = grpc.classify(recording)
+            assert list(over_grpc) == list(heard)
+            assert list(over_grpc.values()) == pytest.approx(list(heard.values()), abs=1e-5)
+        probabilities, embeddings = rest.classify_many(list(dances.values()))
+    assert [max(p, key=p.get) for p in probabilities] == list(dances)
+    assert embeddings.shape == (2, 48)
+
+
+def test_concurrent_classifications_are_batched_and_each_caller_gets_its_own(platform_server, dances):
+    """Adaptive batching merges the callers' [1] requests; each must get its own recording's row back."""
+    order = ["jig", "reel"] * 6
+    before = metric_count(platform_server, "rhythm_confidence", "style-classifier")
+    with MusicClient(platform_server.http_url) as client:
+        alone = {rhythm: client.classify(dances[rhythm]) for rhythm in dances}
+        with ThreadPoolExecutor(len(order)) as pool:
+            answers = list(pool.map(lambda rhythm: client.classify(dances[rhythm]), order))
+    for rhythm, answer in zip(order, answers):
+        assert list(answer.values()) == pytest.approx(list(alone[rhythm].values()), abs=1e-5)
+    assert metric_count(platform_server, "rhythm_confidence", "style-classifier") == before + 2 + len(order)
+
+
 # (model, inputs, words the error message must contain)
 BAD_AUDIO = {
     "not audio": ("audio-fx", [audio_input(b"GIF89a, a picture, not a sound")], ["audio", "not a readable audio file"]),
@@ -109,6 +152,9 @@ BAD_AUDIO = {
     "too long": ("audio-fx", [audio_input(wav(seconds=31, rate=8000))], ["limit of 30 s"]),
     "silence to transcribe": ("transcriber", [audio_input(audio.encode_wav(np.zeros(22050, dtype=np.float32), 22050))], ["no melody"]),
     "text to transcribe": ("transcriber", [audio_input(b"la la la")], ["audio", "not a readable audio file"]),
+    "too short to classify": ("style-classifier", [audio_input(wav(seconds=1))], ["audio", "at least 3 s"]),
+    "second recording not audio": ("style-classifier", [{"name": "audio", "datatype": "BYTES", "shape": [2], "data": [
+        base64.b64encode(wav(seconds=4)).decode(), base64.b64encode(b"la la la").decode()]}], ["'audio'[1]", "not a readable audio file"]),
     "setting out of range": ("audio-fx", [audio_input(wav()), {"name": "pitch_semitones", "datatype": "FP32", "shape": [1], "data": [24.0]}], ["pitch_semitones", "between -12 and 12"]),
 }
 
