@@ -77,7 +77,7 @@ EXAMPLE_PROMPTS = (
     "a lively jig in D",
     "a reel in G major",
     "a slow air in A minor",
-    "a hornpipe in 4/4 in Bb",
+    "a hornpipe in B flat",
     "a slip jig in E dorian",
 )
 CSS = """

@@ -24,7 +24,7 @@ header, seed and settings, never on which other requests share the batch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -263,7 +263,8 @@ class TuneGenerator:
     Attributes:
         max_bars: the largest ``bars`` that :meth:`generate` accepts.
         meters, keys, rhythms: the header values the model was trained with; other meters and
-            keys raise ``ValueError``, other rhythms condition as "no rhythm given".
+            keys raise ``ValueError``, other rhythms condition as "no rhythm given" (or raise, see
+            :meth:`check_header`).
     """
 
     max_bars = MAX_BARS
@@ -295,8 +296,14 @@ class TuneGenerator:
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
         return cls(model, tokenizer)
 
-    def check_header(self, header: Header) -> Header:
-        """Canonicalise a header (``"Dmaj"`` -> ``"D"``, ``"C"`` -> ``"4/4"``) and check it.
+    def check_header(self, header: Header, *, strict_rhythm: bool = False) -> Header:
+        """Canonicalise a header (``"Dmaj"`` -> ``"D"``, ``"C"`` -> ``"4/4"``, ``"Reel"`` -> ``"reel"``) and check it.
+
+        Args:
+            header: the meter, key and rhythm asked for.
+            strict_rhythm: refuse a rhythm the model was not trained with. Use it for ready-made
+                headers (a program's ``R:polka`` the model does not know is a mistake to report);
+                without it such a rhythm conditions as "no rhythm given", which suits free text.
 
         Returns:
             The header as the model knows it.
@@ -311,6 +318,12 @@ class TuneGenerator:
             raise ValueError(str(exc)) from None
         if header.rhythm is not None and (not isinstance(header.rhythm, str) or not header.rhythm.isprintable()):
             raise ValueError(f"unsupported rhythm {header.rhythm!r}")
+        if header.rhythm is not None:
+            named = " ".join(header.rhythm.replace("-", " ").lower().split())
+            if named in self.rhythms:
+                header = replace(header, rhythm=named)
+            elif strict_rhythm:
+                raise ValueError(f"unknown rhythm {header.rhythm!r}; the model knows: {', '.join(self.rhythms)}")
         if header.meter not in self.meters:
             raise ValueError(f"unsupported meter {header.meter!r}; supported: {', '.join(self.meters)}")
         if header.key not in self.keys:

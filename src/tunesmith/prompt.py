@@ -13,14 +13,16 @@ from tunesmith.abc import Header
 
 DEFAULT = Header(meter="4/4", key="D", rhythm=None)
 
-# tune type -> usual meter; longer names first so "slip jig" wins over "jig"
+# tune type -> usual meter; longer names first so "slip jig" wins over "jig". Reels and
+# hornpipes are 2/2: the corpus writes them in 2/2 or 2/4 (with L:1/8, 2/2 is the same bars in
+# eighths), never in 4/4, so a 4/4 "reel" would ask the generator for a pairing it never saw.
 RHYTHM_METERS = {
     "slip jig": "9/8",
     "single jig": "6/8",
     "double jig": "6/8",
     "jig": "6/8",
-    "reel": "4/4",
-    "hornpipe": "4/4",
+    "reel": "2/2",
+    "hornpipe": "2/2",
     "strathspey": "4/4",
     "waltz": "3/4",
     "polka": "2/4",
@@ -71,7 +73,8 @@ def parse_prompt(text: str) -> Header:
     rhythm = None
     meter = DEFAULT.meter
     for name, usual in RHYTHM_METERS.items():
-        if re.search(r"\b" + name.replace(" ", r"\s*") + r"s?\b", lowered):
+        # whole words only, and not part of a hyphenated word ("an open-air dance" is no air)
+        if re.search(r"(?<![\w-])" + name.replace(" ", r"\s*") + r"s?(?![\w-])", lowered):
             rhythm = _RHYTHM_NAMES.get(name, name)
             meter = usual
             break

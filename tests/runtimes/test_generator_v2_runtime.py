@@ -60,6 +60,7 @@ def test_a_header_gives_the_same_tune_as_the_prompt_it_came_from(generator):
     ([column("seed", "INT64", [1])], ["exactly one", "neither"]),
     ([column("header", "BYTES", ["M:6/8"])], ["header", "K:"]),
     ([column("header", "BYTES", ["M:6/8\nK:H"])], ["header", "key"]),
+    ([column("header", "BYTES", ["M:2/4\nR:polka\nK:G"])], ["header", "unknown rhythm 'polka'", "reel"]),
 ])
 def test_exactly_one_of_prompt_or_header(generator, inputs, words):
     message = refused(generator, *inputs)

@@ -34,7 +34,7 @@ def test_stated_facts_are_kept_with_full_confidence(prompt_encoder):
     response = predict(prompt_encoder, SAMPLE)
     reel = output(response, "header").data.root[0]
     reel = reel.decode() if isinstance(reel, bytes) else reel
-    assert "R:reel" in reel and "K:G" in reel and "M:4/4" in reel
+    assert "R:reel" in reel and "K:G" in reel and "M:2/2" in reel
     assert output(response, "key_confidence").data.root[0] == pytest.approx(1.0)
     assert output(response, "rhythm_confidence").data.root[0] == pytest.approx(1.0)
     assert output(response, "tempo").data.root[2] == 60

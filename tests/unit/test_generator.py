@@ -91,6 +91,14 @@ def test_headers_are_canonicalised_and_titles_kept_on_one_line(gen):
     assert tune.splitlines()[:6] == ["X:1", "T:a K:C", "M:4/4", "L:1/8", "R:reel", "K:D"]
 
 
+def test_rhythm_names_are_canonicalised_and_unknown_ones_refused_only_when_strict(gen):
+    assert gen.check_header(Header(meter="6/8", key="D", rhythm="Slip-Jig")).rhythm == "slip jig"
+    polka = Header(meter="2/4", key="G", rhythm="polka")
+    assert gen.check_header(polka).rhythm == "polka"  # free text: conditions as "no rhythm given"
+    with pytest.raises(ValueError, match="unknown rhythm 'polka'; the model knows: air, hornpipe, jig, reel"):
+        gen.check_header(polka, strict_rhythm=True)
+
+
 def test_a_quick_training_run_writes_a_loadable_checkpoint(tmp_path):
     from tunesmith.train import main
 
