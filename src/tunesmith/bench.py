@@ -1,4 +1,4 @@
-"""Latency and throughput of tune generation: in-process vs REST vs gRPC, batching, workers (``make bench``).
+"""Latency and throughput of the served models: in-process vs REST vs gRPC, batching, workers (``make bench``).
 
 Serving adds a network hop, (de)serialisation and a hand-off to an inference worker process. This
 benchmark measures what that costs for a full tune, with the very model folder the server loads:
@@ -8,7 +8,9 @@ benchmark measures what that costs for a full tune, with the very model folder t
 * throughput (tunes per second) over REST with 1, 4 and 16 concurrent clients, each sending one
   prompt per request, with adaptive batching off (``max_batch_size`` 1) and on (the model folder's
   own ``max_batch_size``/``max_batch_time``), each on a server of its own;
-* the same with ``parallel_workers`` 1 and 2 (one torch thread per worker, batching on).
+* the same with ``parallel_workers`` 1 and 2 (one torch thread per worker, batching on);
+* the style classifier's throughput (recordings per second, one 10 s recording per request) with
+  batching off and on.
 
 Goals on 2 cores: REST p50 within 1.10x of in-process and at most 0.5 s; batching on at least 2.5x
 the throughput of batching off at 16 clients. The numbers are printed as tables; nothing here
@@ -104,17 +106,18 @@ def throughput(call, clients: int, requests_per_client: int) -> float:
     return clients * requests_per_client / (time.perf_counter() - start)
 
 
-def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
-    """Copy the ``tune-generator`` v1 folder of ``models`` into ``into``, batching on or off.
+def model_variant(models: Path, into: Path, *, batching: bool, folder: str = "tune-generator") -> Path:
+    """Copy one model folder of ``models`` into ``into``, with adaptive batching on or off.
 
-    Each measured configuration gets a server of its own on a models folder holding only the
-    generator, so the other models neither load nor compete for the two cores.
+    Each measured configuration gets a server of its own on a models folder holding only that
+    model, so the other models neither load nor compete for the two cores.
 
     Args:
-        models: a materialised models folder (holds ``tune-generator/``).
+        models: a materialised models folder.
         into: the new models folder (replaced).
         batching: keep the folder's ``max_batch_size``/``max_batch_time``, or set
             ``max_batch_size`` to 1 (MLServer's "no batching").
+        folder: the model folder to copy (``tune-generator`` is the generator's v1).
 
     Returns:
         ``into``.
@@ -122,8 +125,8 @@ def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
     into = Path(into)
     if into.exists():
         shutil.rmtree(into)
-    shutil.copytree(models / "tune-generator", into / "tune-generator", ignore=shutil.ignore_patterns("__pycache__"))
-    settings_path = into / "tune-generator" / "model-settings.json"
+    shutil.copytree(models / folder, into / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    settings_path = into / folder / "model-settings.json"
     settings = json.loads(settings_path.read_text())
     if not batching:
         settings["max_batch_size"] = 1
@@ -132,44 +135,79 @@ def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
     return into
 
 
+def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
+    """:func:`model_variant` of the generator's v1 folder."""
+    return model_variant(models, into, batching=batching)
+
+
 @contextmanager
-def generator_server(models: Path, *, batching: bool = True, overrides: dict | None = None):
-    """A server of its own, on free ports, serving only the generator v1 folder of ``models``.
+def model_server(models: Path, *, batching: bool = True, overrides: dict | None = None, folder: str = "tune-generator"):
+    """A server of its own, on free ports, serving only one model folder of ``models``.
 
     Args:
         models: a materialised models folder.
-        batching: see :func:`generator_variant`.
+        batching: see :func:`model_variant`.
         overrides: server settings, e.g. ``{"parallel_workers": 2}``.
+        folder: the model folder to serve.
 
     Yields:
         The running :class:`~tunesmith.server.Server`; it stops and its folder is removed after.
     """
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as scratch:
-        folder = generator_variant(models, Path(scratch) / "models", batching=batching)
-        server = Server(models_dir=folder, name=f"bench-{free_port()}", http_port=free_port(), grpc_port=free_port(),
+        only = model_variant(models, Path(scratch) / "models", batching=batching, folder=folder)
+        server = Server(models_dir=only, name=f"bench-{free_port()}", http_port=free_port(), grpc_port=free_port(),
                         metrics_port=free_port(), overrides=overrides)
         with server:
             yield server
 
 
+def generator_server(models: Path, *, batching: bool = True, overrides: dict | None = None):
+    """:func:`model_server` for the generator's v1 folder only."""
+    return model_server(models, batching=batching, overrides=overrides)
+
+
+def classifier_call(url: str, seconds: float = 10.0):
+    """A function ``call(i) -> label`` asking ``style-classifier`` about one recording over REST.
+
+    The recording is a reel rendered by :mod:`tunesmith.synth` at dance tempo, ``seconds`` long
+    (one crop of the model's features), as a WAV file.
+    """
+    from .audio import encode_wav
+    from .synth import render
+
+    reel = "X:1\nM:2/2\nL:1/8\nR:reel\nK:Edor\n|:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|\n"
+    samples = render(reel, tempo=220, instrument="flute", sample_rate=22050)[: int(seconds * 22050)]
+    wav = encode_wav(samples, 22050)
+    client = MusicClient(url, timeout=300)
+
+    def call(_: int) -> str:
+        probabilities = client.classify(wav)
+        return next(iter(probabilities))
+
+    return call
+
+
 def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16), requests_per_client: int = 4,
-                     bars: int = 16) -> dict[str, dict[int, float]]:
-    """Tunes per second over REST for each configuration and number of concurrent clients.
+                     bars: int = 16, folder: str = "tune-generator") -> dict[str, dict[int, float]]:
+    """Requests per second over REST for each configuration and number of concurrent clients.
 
     Args:
-        models: a materialised models folder (its ``tune-generator`` v1 folder is used).
+        models: a materialised models folder.
         configs: name -> ``{"batching": bool, "overrides": {...server settings...}}``.
         clients: concurrent client counts.
-        requests_per_client: one-tune requests each client sends, one after the other.
-        bars: tune length.
+        requests_per_client: requests each client sends, one after the other.
+        bars: tune length (for the generator).
+        folder: ``tune-generator`` (one tune per request) or ``style-classifier`` (one 10 s
+            recording per request).
 
     Returns:
-        ``{config name: {clients: tunes per second}}``.
+        ``{config name: {clients: requests per second}}``.
     """
     results: dict[str, dict[int, float]] = {}
     for name, config in configs.items():
-        with generator_server(models, batching=config.get("batching", True), overrides=config.get("overrides")) as server:
-            call = rest_call(server.http_url, bars)
+        with model_server(models, batching=config.get("batching", True), overrides=config.get("overrides"),
+                          folder=folder) as server:
+            call = classifier_call(server.http_url) if folder == "style-classifier" else rest_call(server.http_url, bars)
             call(0)  # warm-up
             results[name] = {c: throughput(call, c, requests_per_client) for c in clients}
     return results
@@ -220,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         clients=(1, 16), requests_per_client=args.per_client, bars=args.bars,
     )
     print(format_throughput(workers))
+
+    print(f"\nStyle classifier, recordings/s over REST, one 10 s recording per request, {args.per_client} requests"
+          " per client, a server per column\n")
+    classifier = throughput_table(models, {"batching off": {"batching": False}, "batching on": {"batching": True}},
+                                  requests_per_client=args.per_client, folder="style-classifier")
+    print(format_throughput(classifier))
+    gain = classifier["batching on"][16] / classifier["batching off"][16]
+    print(f"\nBatching on vs off at 16 clients: {gain:.2f}x (the per-file feature extraction, not the network, is"
+          " most of the cost)")
     return 0
 
 
