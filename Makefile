@@ -29,13 +29,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: help setup serve app up stop test test-fast data train eval bench \
+.PHONY: help setup serve app up stop test test-fast data train train-v2 train-classifier eval bench \
         stage-1 stage-2 stage-3 solution platform clean
 
 help: ## List every target (this text)
 	@echo "Music microservices workshop: make <target> [HTTP_PORT=8080 GRPC_PORT=8081 METRICS_PORT=8082 UI_PORT=7860 HOST=127.0.0.1]"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "Python 3.10 to 3.12 is needed; " + sys.version.split()[0] + " found. Try make setup PYTHON=python3.11")'
@@ -77,11 +77,18 @@ data: setup ## Extract and split the ABC tunes from music21's corpus into data/a
 train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
 	$(PY) -m tunesmith.train
 
+train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoints/tune-generator-v2
+	$(PY) -m tunesmith.train --out checkpoints/tune-generator-v2 --steps 800 --augment 4 \
+	    --collections oneills1850,ryansMammoth,airdsAirs
+
+train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
+	$(PY) -m tunesmith.style_train
+
 eval: setup ## Print quality tables: both generator versions, and the transcriber round trip
 	$(PY) -m tunesmith.evaluate
 	$(PY) -m tunesmith.transcribe --eval --n 40
 
-bench: setup ## Print latency (in-process vs REST vs gRPC), batching and worker tables
+bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
 	$(PY) -m tunesmith.bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)

@@ -16,7 +16,7 @@ import pytest
 
 from tunesmith import paths
 
-TARGETS = ["help", "setup", "up", "serve", "app", "stop", "test", "train", "eval", "bench",
+TARGETS = ["help", "setup", "up", "serve", "app", "stop", "test", "train", "train-v2", "train-classifier", "eval", "bench",
            "stage-1", "stage-2", "stage-3", "solution", "clean"]
 
 
