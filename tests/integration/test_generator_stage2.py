@@ -59,6 +59,26 @@ def test_concurrent_clients_each_get_their_own_tune(platform_server):
         assert tune == alone, seed
 
 
+def test_a_bad_request_fails_only_its_own_caller_when_batched(platform_server):
+    """A merged batch refused because of one request is re-run request by request."""
+    seeds = list(range(200, 208))
+    good = [[column("prompt", "BYTES", [PROMPT]), column("seed", "INT64", [s]), column("bars", "INT32", [4])]
+            for s in seeds]
+    bad = [column("header", "BYTES", ["M:2/4\nR:polka\nK:G"]), column("seed", "INT64", [1]), column("bars", "INT32", [4])]
+    sent = good[:4] + [bad] + good[4:]
+
+    def post(inputs):
+        return requests.post(f"{platform_server.http_url}/v2/models/tune-generator/versions/v1/infer",
+                             json={"inputs": inputs}, timeout=300)
+
+    with ThreadPoolExecutor(len(sent)) as pool:
+        replies = list(pool.map(post, sent))
+    refused = replies.pop(4)
+    assert refused.status_code == 400 and "unknown rhythm 'polka'" in refused.json()["error"]
+    assert all(r.status_code == 200 for r in replies), [r.text[:200] for r in replies if r.status_code != 200]
+    assert [r.json()["outputs"][0]["data"][0] for r in replies] == [one_tune(platform_server, s) for s in seeds]
+
+
 def test_a_multi_row_request_stays_whole_when_batching_is_on(platform_server):
     """prompt [2] with seed [1] gets two tunes back: row i uses seed + i, as without batching."""
     body = infer(platform_server, [column("prompt", "BYTES", [PROMPT, "a jig in D"]), column("seed", "INT64", [1]),

@@ -145,6 +145,24 @@ def test_concurrent_classifications_are_batched_and_each_caller_gets_its_own(pla
     assert metric_count(platform_server, "rhythm_confidence", "style-classifier") == before + 2 + len(order)
 
 
+def test_one_callers_bad_recording_does_not_fail_the_callers_batched_with_it(platform_server, dances):
+    """A refused merged batch is re-run request by request: only the bad request's caller gets the 400."""
+    sent = [dances["jig"], dances["reel"], b"not a recording", dances["jig"]] * 3
+
+    def call(recording):
+        return infer(platform_server, "style-classifier", [audio_input(recording)])
+
+    with ThreadPoolExecutor(len(sent)) as pool:
+        replies = list(pool.map(call, sent))
+    for recording, reply in zip(sent, replies):
+        if recording == b"not a recording":
+            assert reply.status_code == 400 and "'audio'" in reply.json()["error"] and "[" not in reply.json()["error"]
+        else:
+            assert reply.status_code == 200, reply.text[:300]
+            label = outputs_of(reply)["label"]["data"][0]
+            assert label == ("jig" if recording == dances["jig"] else "reel")
+
+
 # (model, inputs, words the error message must contain)
 BAD_AUDIO = {
     "not audio": ("audio-fx", [audio_input(b"GIF89a, a picture, not a sound")], ["audio", "not a readable audio file"]),
