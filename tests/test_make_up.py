@@ -19,6 +19,12 @@ import soundfile
 from tunesmith import paths
 from tunesmith.server import free_port, port_in_use
 
+EVERY_MODEL = {
+    ("synthesizer", "v1"), ("tune-generator", "v1"), ("tune-generator", "v2"), ("prompt-encoder", "v1"),
+    ("audio-fx", "v1"), ("transcriber", "v1"), ("style-classifier", "v1"),
+}
+"""(name, version) of every stage-1 and stage-2 model, all in the one server `make up` starts."""
+
 pytestmark = [pytest.mark.server, pytest.mark.ui, pytest.mark.slow]
 
 
@@ -54,6 +60,9 @@ def test_make_up_serves_the_platform_and_the_ui_composes(tmp_path):
     try:
         wait_for(server_url + "/v2/health/ready", process)
         wait_for(ui_url, process)
+        index = requests.post(server_url + "/v2/repository/index", json={}, timeout=30).json()
+        served = {(m["name"], m.get("version")) for m in index if m.get("state") == "READY"}
+        assert served == EVERY_MODEL, index
         client = Client(ui_url, download_files=str(tmp_path), verbose=False)
         message, abc, notation, audio, *_ = client.predict("a lively jig in D major", seed=7, api_name="/compose")
         assert "M:6/8" in abc and "K:D" in abc, message
