@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 import soundfile  # noqa: E402
 
+from tunesmith.abc import dance_tempo  # noqa: E402
 from tunesmith.audio import AudioError, decode_audio, encode_wav  # noqa: E402
 from tunesmith.client import (  # noqa: E402
     CLASSIFIER,
@@ -134,7 +135,7 @@ def compose(
     server_url: str,
     prompt: str,
     temperature: float = 1.0,
-    tempo: int = 120,
+    tempo: int = 0,
     instrument: str = DEFAULT_INSTRUMENT,
     seed: float | None = -1,
     bars: int = 0,
@@ -145,7 +146,9 @@ def compose(
         server_url: base URL of the inference server.
         prompt: what to write, e.g. "a lively jig in D".
         temperature: sampling temperature; lower is safer, higher more adventurous.
-        tempo: beats per minute for the synthesizer.
+        tempo: quarter notes per minute for the synthesizer; 0 for the tune's dance tempo (a reel
+            at 220, a jig at 168, see :func:`tunesmith.abc.dance_tempo`; the synthesizer's default
+            for rhythms without one).
         instrument: one of :data:`INSTRUMENTS`.
         seed: a whole number (0 or more) to repeat a result; -1 or empty for a new tune every time.
         bars: how many bars to write; 0 lets the model decide.
@@ -164,13 +167,15 @@ def compose(
         except ClientError as exc:
             return f"Could not compose: {exc}", "", "", None, None, None
         notation = notation_html(abc)
+        tempo = int(tempo) if tempo else dance_tempo(abc)
         try:
-            wav, sample_rate = client.synthesize(abc, tempo=int(tempo), instrument=instrument or None)
+            wav, sample_rate = client.synthesize(abc, tempo=tempo, instrument=instrument or None)
         except ClientError as exc:
             return f"Composed the tune, but could not play it: {exc}", abc, notation, None, None, None
     samples, _ = decode_audio(wav)
     seconds = len(samples) / sample_rate
-    message = f"Composed and played on {instrument} at {int(tempo)} bpm: {seconds:.1f} s of audio at {sample_rate} Hz."
+    speed = f"{tempo} bpm" if tempo else "the synthesizer's default tempo"
+    message = f"Composed and played on {instrument} at {speed}: {seconds:.1f} s of audio at {sample_rate} Hz."
     return message, abc, notation, wav, waveform(samples, sample_rate), spectrogram(samples, sample_rate)
 
 
@@ -189,7 +194,8 @@ def compose_tab(ctx: AppContext) -> None:
                                         info="lower: safer; higher: more surprising")
                 bars = gr.Slider(0, 32, value=0, step=1, label="Bars", info="0: the model decides")
             with gr.Row():
-                tempo = gr.Slider(40, 240, value=120, step=1, label="Tempo (bpm)")
+                tempo = gr.Slider(0, 300, value=0, step=1, label="Tempo (bpm)",
+                                  info="0: the rhythm's dance tempo (a reel 220, a jig 168)")
                 instrument = gr.Dropdown(list(INSTRUMENTS), value=DEFAULT_INSTRUMENT, label="Instrument")
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1: a new tune each time; any other number repeats one")
             button = gr.Button("Compose", variant="primary")
@@ -542,8 +548,8 @@ def classify_tab(ctx: AppContext) -> None:
     """Audio in on the left; the rhythm's probabilities on the right."""
     gr.Markdown(
         "Which dance is it: reel, jig, hornpipe or slip jig? The classifier listens to how the notes group "
-        "and how fast they come, so play tunes at dance speed (a reel at about 220 bpm, a jig at 170, a "
-        "hornpipe at 160): a reel played slowly sounds like a hornpipe, to people too.",
+        "and how fast they come: a reel played slowly sounds like a hornpipe, to people too. Compose plays "
+        "each dance at its own speed when its tempo is 0.",
         elem_classes=["tab-intro"],
     )
     with gr.Row():

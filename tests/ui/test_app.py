@@ -67,6 +67,16 @@ def test_compose_writes_engraves_and_plays_a_tune(app_module, ui_server):
 
 
 @pytest.mark.server
+def test_tempo_0_plays_each_dance_at_its_own_speed(app_module, ui_server):
+    with launched(app_module, ui_server.http_url) as url:
+        client = Client(url, verbose=False)
+        reel, *_ = client.predict("a reel in D", 1.0, 0, "fiddle", 3, 4, api_name="/compose")
+        air, *_ = client.predict("a slow air in D", 1.0, 0, "fiddle", 3, 4, api_name="/compose")
+    assert reel.startswith("Composed and played on fiddle at 220 bpm"), reel
+    assert air.startswith("Composed and played on fiddle at the synthesizer's default tempo"), air
+
+
+@pytest.mark.server
 def test_status_names_the_loaded_models(app_module, ui_server):
     with launched(app_module, ui_server.http_url) as url:
         status = Client(url, verbose=False).predict(api_name="/status")

@@ -8,6 +8,7 @@ from tunesmith.abc import (
     Header,
     NormaliseError,
     bar_checks,
+    dance_tempo,
     canonical_key,
     normalise_tune,
     parse_length,
@@ -102,3 +103,20 @@ def test_minor_tunes_written_under_a_major_signature_are_named_minor():
     text = "X:1\nM:3/4\nL:1/8\nK:G\nE2 G2 B2 | e4 B2 | G2 F2 E2 | B,2 E4 | E2 G2 B2 | e6 | B2 G2 F2 | E6 |]\n"
     header, _ = normalise_tune(text)
     assert header.key == "Em"
+
+
+@pytest.mark.parametrize(
+    "fields, tempo",
+    [
+        ("M:2/2\nR:reel", 220),  # 55 bars a minute, 4 quarter notes a bar
+        ("M:2/4\nR:Reel", 110),  # a reel written in 2/4: the same bars, half the quarter notes
+        ("M:6/8\nR:jig", 168),
+        ("M:9/8\nR:slip-jig", 182),
+        ("M:C|\nR:hornpipe", 160),
+        ("M:3/4\nR:waltz", None),  # no dance tempo known: the caller's own default applies
+        ("M:3/4", None),
+        ("M:none\nR:reel", None),
+    ],
+)
+def test_dance_tempo_plays_each_rhythm_at_its_dance_speed(fields, tempo):
+    assert dance_tempo(f"X:1\n{fields}\nL:1/8\nK:D\nABcd|") == tempo
