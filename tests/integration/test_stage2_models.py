@@ -128,8 +128,11 @@ def test_style_classifier_over_rest_and_grpc(platform_server, dances):
             assert list(over_grpc) == list(heard)
             assert list(over_grpc.values()) == pytest.approx(list(heard.values()), abs=1e-5)
         probabilities, embeddings = rest.classify_many(list(dances.values()))
+        grpc_probabilities, grpc_embeddings = grpc.classify_many(list(dances.values()))  # raw bytes, [2]
     assert [max(p, key=p.get) for p in probabilities] == list(dances)
     assert embeddings.shape == (2, 48)
+    np.testing.assert_allclose(grpc_embeddings, embeddings, atol=1e-5)
+    assert [list(p) for p in grpc_probabilities] == [list(p) for p in probabilities]
 
 
 def test_concurrent_classifications_are_batched_and_each_caller_gets_its_own(platform_server, dances):
