@@ -32,6 +32,9 @@ whose output is the *embedding* (:data:`EMBED_DIM` numbers) and a linear layer t
 The embedding summarises how a clip is rhythmically organised, which is what
 :func:`frechet_distance` compares between sets of generated and real tunes.
 
+:attr:`StyleConfig.absolute` can add a dense layer over the un-pooled features, which sees where
+the peaks lie and so the absolute tempo; the shipped checkpoint's config says whether it has one.
+
 Loading uses a JSON config and safetensors weights (no pickle), from a local folder only.
 """
 
@@ -250,6 +253,8 @@ class StyleConfig:
         dilations: one convolution per entry, with this dilation.
         embed_dim: size of the embedding (the penultimate layer).
         dropout: dropout before the output layer while training.
+        absolute: units of a dense layer that reads the log-lag features *before* pooling, where
+            the position of each peak (the absolute tempo) is visible; 0 for none.
         stats_mean: mean of each spectral statistic over the training set (for standardising).
         stats_std: their standard deviations.
         feature: the feature settings the weights were trained with; loading checks they match.
@@ -262,6 +267,7 @@ class StyleConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     embed_dim: int = EMBED_DIM
     dropout: float = 0.2
+    absolute: int = 0
     stats_mean: list[float] = field(default_factory=lambda: [0.0] * len(STATS))
     stats_std: list[float] = field(default_factory=lambda: [1.0] * len(STATS))
     feature: dict = field(default_factory=lambda: feature_settings())
@@ -299,7 +305,11 @@ class StyleNet(nn.Module):
             ]
             channels = config.width
         self.convs = nn.Sequential(*layers)
-        self.embedding = nn.Sequential(nn.Linear(2 * config.width + len(STATS), config.embed_dim), nn.ReLU())
+        self.absolute = (
+            nn.Sequential(nn.Linear(len(CHANNELS) * N_LAGS, config.absolute), nn.ReLU()) if config.absolute else None
+        )
+        joined = 2 * config.width + len(STATS) + config.absolute
+        self.embedding = nn.Sequential(nn.Linear(joined, config.embed_dim), nn.ReLU())
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.embed_dim, len(config.labels))
         self.register_buffer("stats_mean", torch.tensor(config.stats_mean, dtype=torch.float32))
@@ -309,8 +319,10 @@ class StyleNet(nn.Module):
         """Embeddings of a batch: ``(B, channels, N_LAGS)`` and ``(B, stats)`` -> ``(B, embed_dim)``."""
         h = self.convs(lags)
         pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
-        z = (stats - self.stats_mean) / self.stats_std
-        return self.embedding(torch.cat([pooled, z], dim=-1))
+        parts = [pooled, (stats - self.stats_mean) / self.stats_std]
+        if self.absolute is not None:
+            parts.append(self.absolute(lags.flatten(1)))
+        return self.embedding(torch.cat(parts, dim=-1))
 
     def forward(self, lags: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Class logits, ``(B, labels)``."""

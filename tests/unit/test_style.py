@@ -232,3 +232,31 @@ def test_quick_training_runs_end_to_end(tmp_path):
     assert list((tmp_path / "cache").glob("clips-*.npz"))
     model = StyleClassifier.from_pretrained(out)
     assert model.labels == list(style_train.CLASSES)
+    whole = results["test_performances"]
+    performances = sum(v["performances"] for v in whole["counts"].values())
+    assert np.sum(whole["performance_confusion_matrix"]) == performances > 0
+    assert sum(v["clips"] for v in whole["counts"].values()) >= performances  # one crop or several each
+    assert "whole performance" in (out / "README.md").read_text()
+
+
+def test_a_whole_performance_is_cut_into_crops_that_stay_together(tmp_path):
+    grouped = {c: [] for c in style_train.CLASSES}
+    grouped["jig"] = [JIG]
+    jobs = style_train.plan_split(grouped, per_class=None, variants=1, seed=1, split="test", whole=True)
+    results = style_train.render_job(jobs[0][0])
+    assert len(results) >= 2  # 16 bars of a jig at dance tempo last longer than one crop
+    cache = style_train.FeatureCache(tmp_path)
+    cache.items = {key: (lags, stats) for key, lags, stats, _ in results}
+    data = style_train.build_dataset(jobs, cache, workers=1)
+    assert len(data.labels) == len(results)
+    assert set(data.performances.tolist()) == {0}
+    assert data.counts()["jig"] == {"clips": len(results), "performances": 1, "tunes": 1}
+
+
+def test_absolute_tempo_layer_round_trips(tmp_path, jig_audio):
+    config = style.StyleConfig(labels=list(style_train.CLASSES), absolute=8)
+    model = StyleClassifier(config)
+    model.save_pretrained(tmp_path)
+    loaded = StyleClassifier.from_pretrained(tmp_path)
+    assert loaded.config.absolute == 8
+    assert loaded.predict(jig_audio, SR) == pytest.approx(model.predict(jig_audio, SR), abs=1e-6)
