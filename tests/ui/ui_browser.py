@@ -5,7 +5,11 @@ ahead of the real clock: it cannot wait for a tune that the server takes seconds
 that, :class:`Browser` speaks the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (JSON
 messages separated by NUL bytes on file descriptors 3 and 4), which needs nothing beyond the
 standard library: it opens the page, polls ``document.body.innerText`` until the wanted text
-appears, and captures a PNG.
+appears, clicks buttons as a person would, and captures a PNG.
+
+A :class:`Browser` started with :func:`fake_microphone_flags` has a microphone that plays a WAV
+file and grants the page access to it without asking, so the UI's recording path (getUserMedia and
+MediaRecorder) runs for real, headless.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -28,6 +33,27 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+class PageFrozen(AssertionError):
+    """The page's scripts never returned control: it does not react to anything a person does."""
+
+
+def fake_microphone_flags(wav: Path, loop: bool = False) -> tuple[str, ...]:
+    """Chromium flags that make ``wav`` the microphone and allow the page to use it unasked.
+
+    Args:
+        wav: a WAV file; Chromium starts playing it when the page opens the microphone.
+        loop: play it again and again; otherwise silence follows its end.
+
+    Returns:
+        Flags for :class:`Browser`.
+    """
+    return (
+        "--use-fake-ui-for-media-stream",  # grant the microphone without a permission prompt
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}{'' if loop else '%noloop'}",
+    )
 
 
 def chromium() -> str | None:
@@ -57,7 +83,15 @@ def distinct_colours(png: Path) -> int:
 class Browser:
     """A headless Chromium driven over the DevTools protocol; use as a context manager."""
 
-    def __init__(self, profile: Path, size: tuple[int, int] = (1280, 1600)):
+    def __init__(self, profile: Path, size: tuple[int, int] = (1280, 1600), flags: tuple[str, ...] = ()):
+        """Start Chromium.
+
+        Args:
+            profile: a fresh folder for the browser's profile.
+            size: the window's width and height in pixels.
+            flags: Chromium flags added to :data:`CHROMIUM_FLAGS` for this browser only (for
+                example :func:`fake_microphone_flags`).
+        """
         self.size = size
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
@@ -68,7 +102,7 @@ class Browser:
             os.dup2(writer, 4)
 
         self.process = subprocess.Popen(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, "--remote-debugging-pipe",
              f"--window-size={size[0]},{size[1]}", "about:blank"],
             pass_fds=(3, 4),  # kept open in the child after wire_pipes has set them
             preexec_fn=wire_pipes,
@@ -100,8 +134,12 @@ class Browser:
             self.process.kill()
             self.process.wait()
 
-    def _read_message(self) -> dict:
+    def _read_message(self, deadline: float | None = None) -> dict:
         while b"\0" not in self._buffer:
+            if deadline is not None:
+                ready, _, _ = select.select([self._from_chrome], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise TimeoutError("Chromium did not answer in time")
             chunk = os.read(self._from_chrome, 1 << 16)
             if not chunk:
                 raise RuntimeError("Chromium closed the DevTools pipe")
@@ -109,15 +147,28 @@ class Browser:
         raw, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(raw)
 
-    def send(self, method: str, params: dict | None = None, session: bool = True) -> dict:
-        """Send one DevTools command and return its result (events in between are skipped)."""
+    def send(self, method: str, params: dict | None = None, session: bool = True,
+             timeout: float | None = None) -> dict:
+        """Send one DevTools command and return its result (events in between are skipped).
+
+        Args:
+            method: the DevTools method, for example ``"Runtime.evaluate"``.
+            params: its parameters.
+            session: send it to the attached page rather than to the browser.
+            timeout: seconds to wait for the answer; ``None`` waits as long as it takes. A page
+                whose scripts never return control (an endless loop) does not answer at all.
+
+        Raises:
+            TimeoutError: no answer within ``timeout``; a late answer is skipped by the next call.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session and self.session:
             message["sessionId"] = self.session
         os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
         while True:
-            answer = self._read_message()
+            answer = self._read_message(deadline)
             if answer.get("id") == self._next_id:
                 if "error" in answer:
                     raise RuntimeError(f"{method}: {answer['error']}")
@@ -137,9 +188,19 @@ class Browser:
         result = self.send("Runtime.evaluate", {"expression": "document.body ? document.body.innerText : ''", "returnByValue": True})
         return result.get("result", {}).get("value") or ""
 
-    def evaluate(self, expression: str):
-        """Run JavaScript in the page and return its value."""
-        return self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}).get("result", {}).get("value")
+    def evaluate(self, expression: str, timeout: float | None = None):
+        """Run JavaScript in the page and return its value (a promise is awaited).
+
+        Raises:
+            RuntimeError: the script threw; the message is the page's own.
+            TimeoutError: the page did not answer within ``timeout`` seconds.
+        """
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                           timeout=timeout)
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise RuntimeError(details.get("exception", {}).get("description") or details.get("text"))
+        return result.get("result", {}).get("value")
 
     def wait_for_text(self, words: str, timeout: float = 180.0) -> str:
         """Poll the page until its text contains ``words``; return the text."""
@@ -151,6 +212,76 @@ class Browser:
                 return text
             time.sleep(0.5)
         raise TimeoutError(f"{words!r} did not appear within {timeout:g} s; the page shows:\n{text[:2000]}")
+
+    def wait_for(self, expression: str, what: str, timeout: float = 60.0):
+        """Poll a JavaScript expression until its value is truthy; return that value.
+
+        Args:
+            expression: JavaScript evaluated in the page.
+            what: what is awaited, in words, for the error message.
+            timeout: seconds to wait.
+
+        Raises:
+            TimeoutError: the value stayed falsy; the message ends with the page's text.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression, timeout=max(1.0, deadline - time.monotonic()))
+            if value:
+                return value
+            time.sleep(0.25)
+        raise TimeoutError(f"{what} did not happen within {timeout:g} s; the page shows:\n{self.text()[:2000]}")
+
+    def click(self, text: str, within: str = "document", timeout: float = 30.0, selector: str = "button") -> None:
+        """Click the visible button whose text or aria-label is ``text``, as a person would.
+
+        Args:
+            text: the button's visible text (trimmed), or its ``aria-label``.
+            within: a JavaScript expression for the element to search in.
+            timeout: seconds to wait for the button to appear, and for the page to handle the click.
+            selector: CSS selector of the candidates, ``button[role=tab]`` for a tab.
+
+        Raises:
+            PageFrozen: the page's scripts did not return from handling the click.
+        """
+        find = (f"Array.from(({within}).querySelectorAll({json.dumps(selector)})).find(b => b.offsetParent !== null && "
+                f"!b.disabled && (b.innerText.trim() === {json.dumps(text)} || "
+                f"b.getAttribute('aria-label') === {json.dumps(text)}))")
+        self.wait_for(f"!!({find})", f"a visible button {text!r}", timeout)
+        try:
+            self.evaluate(f"({find}).click()", timeout=timeout)
+        except TimeoutError:
+            raise PageFrozen(f"the page froze handling a click on {text!r}: no answer for {timeout:g} s") from None
+
+    def select_tab(self, label: str, timeout: float = 30.0) -> None:
+        """Click the tab named ``label`` until the page shows it as selected.
+
+        A click that lands while the page is still wiring up its tabs is lost, as it would be for
+        a person, who would click again.
+
+        Raises:
+            PageFrozen: the page stopped answering after a click.
+            TimeoutError: the tab never became the selected one.
+        """
+        selected = (f"Array.from(document.querySelectorAll('[role=tab]')).some(t => "
+                    f"t.innerText.trim() === {json.dumps(label)} && t.getAttribute('aria-selected') === 'true')")
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(selected, timeout=timeout):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the tab {label!r} was clicked but never selected")
+            self.click(label, timeout=timeout, selector="button[role=tab]")  # not the copies measured for layout
+            self.wait_until_responsive(timeout)
+            time.sleep(0.25)
+
+    def wait_until_responsive(self, timeout: float = 20.0) -> None:
+        """Raise :class:`PageFrozen` unless the page runs a trivial script within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        try:  # two round trips through the event loop: one right away, one after the next frame
+            self.evaluate("1", timeout=timeout)
+            self.evaluate("new Promise(r => requestAnimationFrame(() => r(1)))",
+                          timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise PageFrozen(f"the page did not answer for {timeout:g} s: its scripts are stuck in a loop") from None
 
     def screenshot(self, png: Path) -> Path:
         """Save the current view as a PNG."""
