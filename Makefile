@@ -84,9 +84,10 @@ train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoint
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
 	$(PY) -m tunesmith.style_train
 
-eval: setup ## Print quality tables: both generator versions, and the transcriber round trip
+eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier
 	$(PY) -m tunesmith.evaluate
 	$(PY) -m tunesmith.transcribe --eval --n 40
+	$(PY) -m tunesmith.style_train --evaluate
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
 	$(PY) -m tunesmith.bench

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from tunesmith import paths, style
-from tunesmith.abc import BAR_TOKENS, meter_length, read_tune, render_tune
+from tunesmith.abc import BAR_TOKENS, DANCE_BARS_PER_MINUTE, meter_length, read_tune, render_tune
 from tunesmith.corpus import ABC_DIR, ensure_splits, read_split
 
 CLASSES = ("reel", "jig", "hornpipe", "slip jig")
@@ -70,11 +70,10 @@ METERS = {
 }
 """The meters a tune of each class may be written in; other combinations are mislabelled or
 another tradition's use of the word."""
-BARS_PER_MINUTE = {"reel": (50.0, 60.0), "jig": (50.0, 62.0), "hornpipe": (35.0, 45.0), "slip jig": (36.0, 45.0)}
-"""Usual dance tempos in bars per minute: reel 100-120 half notes, jig 100-125 dotted quarters,
-hornpipe 70-90 half notes, slip jig 108-135 dotted quarters per minute. Bars (not quarter notes)
-because the corpus writes reels and hornpipes both in 2/2 with eighths and in 2/4 with sixteenths:
-a bar is the same stretch of music either way."""
+BARS_PER_MINUTE = DANCE_BARS_PER_MINUTE
+"""Usual dance tempos in bars per minute (:data:`tunesmith.abc.DANCE_BARS_PER_MINUTE`, which
+:func:`tunesmith.abc.dance_tempo` plays tunes at): the middle of each range is what the app and
+the notebooks use, the widened range what training draws from."""
 TEMPO_SPREAD = 0.2
 """Each range is widened by this fraction either way."""
 CHECKPOINT = paths.CHECKPOINTS / "style-classifier"
@@ -797,6 +796,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="rendering processes")
     parser.add_argument("--no-shared-tempo-check", action="store_true", help="skip the shared-tempo test run")
     parser.add_argument("--quick", action="store_true", help="a few clips and epochs: a smoke test of the pipeline")
+    parser.add_argument(
+        "--evaluate", type=Path, nargs="?", const=CHECKPOINT, default=None, metavar="CHECKPOINT",
+        help="only measure a trained checkpoint (default: the shipped one) on the test split and print the tables",
+    )
     args = parser.parse_args(argv)
     max_tunes = None
     if args.quick:
@@ -833,6 +836,9 @@ def main(argv: list[str] | None = None) -> dict:
         unit = "whole performances" if whole else "clips"
         print(f"{split} ({tempo_mode} tempo): {clips} {unit} of {len(jobs)} tunes")
         return build_dataset(jobs, cache, workers=args.workers)
+
+    if args.evaluate is not None:
+        return evaluate_checkpoint(args.evaluate, dataset("test"), dataset("test", whole=True))
 
     train_set = dataset("train", args.train_tempo)
     val_set = dataset("validation")
@@ -908,6 +914,40 @@ def main(argv: list[str] | None = None) -> dict:
         shared_accuracy = results["test_shared_tempo"]["balanced_accuracy"]
         print(f"test, one tempo range for all classes: balanced accuracy {shared_accuracy:.3f}")
     print(f"rendering {render_seconds:.0f} s, training {train_seconds:.0f} s, {n_params} parameters, wrote {out}")
+    return results
+
+
+def evaluate_checkpoint(path: Path, clips: Dataset, performances: Dataset) -> dict:
+    """Measure a trained checkpoint on the test split and print the tables (``make eval``).
+
+    The test clips and performances are drawn with the training run's seed, so a checkpoint
+    trained here meets the same performances its model card reports; features come from the
+    cache when present.
+
+    Args:
+        path: the checkpoint folder.
+        clips: single 10 s test clips.
+        performances: whole test performances (the tune's opening played once).
+
+    Returns:
+        ``{"test": ..., "test_performances": ...}`` as in ``eval.json``.
+    """
+    model = style.StyleClassifier.from_pretrained(path)
+    results = {"test": evaluate(model, clips), "test_performances": evaluate(model, performances)}
+    test, whole = results["test"], results["test_performances"]
+    n_whole = sum(c["performances"] for c in performances.counts().values())
+    print(f"\nStyle classifier ({path}), test split: {n_whole} whole performances, "
+          f"{len(clips.labels)} single 10 s clips\n")
+    print("| class | recall, per performance | recall, per 10 s clip |")
+    print("|---|---:|---:|")
+    for c in CLASSES:
+        print(f"| {c} | {(whole['performance_recall'][c] or 0):.0%} | {(test['recall'][c] or 0):.0%} |")
+    print(f"| **balanced accuracy** | **{whole['performance_balanced_accuracy']:.1%}** | "
+          f"**{test['balanced_accuracy']:.1%}** |")
+    goal = whole["performance_balanced_accuracy"] >= 0.85
+    print(f"\nGoal: balanced accuracy >= 85% per performance -> {'met' if goal else 'NOT met'}")
+    print("\nConfusion, one whole performance each (rows true, columns predicted):\n")
+    print(format_confusion(whole["performance_confusion_matrix"]))
     return results
 
 
@@ -1080,7 +1120,7 @@ One 10 s clip each:
 * Speed still counts for something, as it does for a listener: an even-eighth reel played far
   below dance tempo is heard as a hornpipe (at `tunesmith.synth`'s default 120 quarter notes per
   minute a 2/2 reel runs at 30 bars per minute). Render tunes at their rhythm's tempo
-  (`BARS_PER_MINUTE` in `tunesmith/style_train.py`) before classifying or comparing them.
+  (`tunesmith.abc.dance_tempo(abc)`, quarter notes per minute) before classifying or comparing them.
 * The test split is small ({n_test_tunes} tunes, only {counts['test']['slip jig']} slip jigs), so the
   figures above move by several points with the random performances drawn and the training seed:
   one slip jig tune judged wrong costs {25 / counts['test']['slip jig']:.0f} points of balanced accuracy. The

@@ -239,6 +239,16 @@ def test_quick_training_runs_end_to_end(tmp_path):
     assert "whole performance" in (out / "README.md").read_text()
 
 
+def test_evaluate_measures_a_checkpoint_without_training_it(tmp_path, capsys):
+    shipped = paths.CHECKPOINTS / "style-classifier"
+    before = (shipped / "model.safetensors").read_bytes()
+    results = style_train.main(["--quick", "--evaluate", str(shipped), "--cache", str(tmp_path / "cache")])
+    assert set(results) == {"test", "test_performances"}
+    printed = capsys.readouterr().out
+    assert "balanced accuracy" in printed and "per performance" in printed and "true \\ predicted" in printed
+    assert (shipped / "model.safetensors").read_bytes() == before  # measured, not rewritten
+
+
 def test_a_whole_performance_is_cut_into_crops_that_stay_together(tmp_path):
     grouped = {c: [] for c in style_train.CLASSES}
     grouped["jig"] = [JIG]
