@@ -253,11 +253,16 @@ class Browser:
         except TimeoutError:
             raise PageFrozen(f"the page froze handling a click on {text!r}: no answer for {timeout:g} s") from None
 
-    def select_tab(self, label: str, timeout: float = 30.0) -> None:
+    def select_tab(self, label: str, timeout: float = 30.0, frozen_after: float = 15.0) -> None:
         """Click the tab named ``label`` until the page shows it as selected.
 
         A click that lands while the page is still wiring up its tabs is lost, as it would be for
         a person, who would click again.
+
+        Args:
+            label: the tab's text.
+            timeout: seconds until the tab must be selected.
+            frozen_after: seconds without an answer after a click that count as a frozen page.
 
         Raises:
             PageFrozen: the page stopped answering after a click.
@@ -269,8 +274,8 @@ class Browser:
         while not self.evaluate(selected, timeout=timeout):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the tab {label!r} was clicked but never selected")
-            self.click(label, timeout=timeout, selector="button[role=tab]")  # not the copies measured for layout
-            self.wait_until_responsive(timeout)
+            self.click(label, timeout=frozen_after, selector="button[role=tab]")  # not the copies measured for layout
+            self.wait_until_responsive(frozen_after)
             time.sleep(0.25)
 
     def wait_until_responsive(self, timeout: float = 20.0) -> None:
