@@ -84,6 +84,8 @@ EXAMPLE_PROMPTS = (
 CSS = """
 .notation svg { width: 100%; height: auto; }
 .status-line p { margin: 0; }
+.sections { border-bottom: 1px solid var(--border-color-primary); padding-bottom: 6px; }
+.sections label { font-weight: 600; }
 """
 
 
@@ -583,6 +585,32 @@ TABS: list[tuple[str, Callable[[AppContext], None]]] = [
 
 
 # -- the app ---------------------------------------------------------------------------------------
+def section_id(label: str) -> str:
+    """The HTML id of a section's column: ``"Hum to tune"`` -> ``"section-hum-to-tune"``."""
+    return "section-" + label.lower().replace(" ", "-")
+
+
+def sections_css(shown: str) -> str:
+    """Style rules that show the section ``shown`` and hide the others."""
+    return "\n".join(
+        f"#{section_id(label)} {{ display: {'flex' if label == shown else 'none'} !important; }}" for label, _ in TABS
+    )
+
+
+SHOW_SECTION_JS = """
+(choice) => {
+  const slug = (label) => "section-" + label.toLowerCase().replaceAll(" ", "-");
+  for (const option of document.querySelectorAll("#sections input[type=radio]")) {
+    const section = document.getElementById(slug(option.value));
+    if (section) section.style.setProperty("display", option.value === choice ? "flex" : "none", "important");
+  }
+  return [];
+}
+"""
+"""Browser-side handler of the section radio: sets each section's display in its inline style, which
+outranks the page's style sheets (:func:`sections_css` hides all but the first section at load)."""
+
+
 def build_app(server_url: str | None = None) -> gr.Blocks:
     """Build the whole UI.
 
@@ -600,10 +628,17 @@ def build_app(server_url: str | None = None) -> gr.Blocks:
         with gr.Row(equal_height=True):
             status = gr.Markdown(label="Status", elem_classes=["status-line"])
             refresh = gr.Button("Check server", size="sm", scale=0, min_width=140)
-        with gr.Tabs():
-            for label, build_tab in TABS:
-                with gr.Tab(label):
-                    build_tab(ctx)
+        # The sections are switched by a radio rather than gr.Tabs: in gradio 6.11-6.15, gr.Tabs
+        # with three or more tabs locks the page in an endless update loop on the first tab switch
+        # (gradio issue 13198, fixed in 6.16), and MLServer 1.7.1's fastapi pin holds gradio at 6.15.
+        # Every section is rendered once at load and shown or hidden in the browser: no server
+        # round trip, so a switch never waits behind a tune being composed.
+        section = gr.Radio([label for label, _ in TABS], value=TABS[0][0], show_label=False, container=False,
+                           elem_id="sections", elem_classes=["sections"])
+        for label, build_tab in TABS:
+            with gr.Column(elem_id=section_id(label)):
+                build_tab(ctx)
+        section.change(None, section, None, js=SHOW_SECTION_JS, api_visibility="private")
 
         def check():
             return server_status(ctx.server_url)
@@ -630,7 +665,7 @@ def launch_options() -> dict:
 
     Server-side rendering needs Node.js and is off; no share link; fonts come from the app.
     """
-    return {"ssr_mode": False, "share": False, "css": CSS, "theme": offline_theme()}
+    return {"ssr_mode": False, "share": False, "css": CSS + sections_css(TABS[0][0]), "theme": offline_theme()}
 
 
 def main(argv: list[str] | None = None) -> None:

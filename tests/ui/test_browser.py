@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-import gradio
 import librosa
 import pytest
-from packaging.version import Version
 
 from tunesmith.audio import encode_wav
 from tunesmith.transcribe import voice_like
@@ -59,20 +57,12 @@ def test_a_composed_tune_is_shown_engraved_and_playable(app_module, ui_server, t
     assert distinct_colours(png) > 50
 
 
-TABS_FREEZE = Version("6.11") <= Version(gradio.__version__) < Version("6.16")
-"""Gradio 6.11 to 6.15 loop forever in ``gr.Tabs`` when this app's page switches tabs
-(gradio-app/gradio#13198, fixed in 6.16.0 by #13240): the page never shows a tab after Compose."""
-FROZEN_TABS = pytest.mark.xfail(TABS_FREEZE, raises=PageFrozen, strict=True,
-                                reason=f"gradio {gradio.__version__}: switching tabs freezes the page "
-                                       "(gradio-app/gradio#13198, fixed in gradio 6.16.0)")
-
-PANEL = "Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null)"
-"""JavaScript: the tab panel on show."""
+PANEL = "Array.from(document.querySelectorAll('[id^=section-]')).find(p => p.offsetParent !== null)"
+"""JavaScript: the section (tab) on show."""
 MESSAGE = f"(({PANEL}).querySelector('.status-line [data-testid=markdown]') || {{innerText: ''}}).innerText.trim()"
 """JavaScript: the message line of the tab on show, once its button's action has finished."""
 
 
-@FROZEN_TABS
 def test_every_tab_opens_and_the_page_stays_responsive(app_module, closed_url, tmp_path):
     """A person reaches each tab's inputs: the Hum to tune, Effects and Classify recorders included."""
     with launched(app_module, closed_url) as url:
@@ -151,7 +141,6 @@ def _pitch_letters(abc: str) -> list[str]:
 
 
 @pytest.mark.server
-@FROZEN_TABS
 def test_a_melody_hummed_into_the_microphone_is_transcribed_continued_and_played(
     app_module, ui_server, hummed_wav, tmp_path
 ):
@@ -197,7 +186,6 @@ def test_a_melody_hummed_into_the_microphone_is_transcribed_continued_and_played
 
 
 @pytest.mark.server
-@FROZEN_TABS
 def test_a_melody_hummed_into_the_microphone_is_classified(app_module, ui_server, hummed_wav, tmp_path):
     """The Classify tab's microphone: record, press Classify, see the most likely dance rhythm."""
     box = _audio_box("A tune")

@@ -239,7 +239,7 @@ class Browser:
             text: the button's visible text (trimmed), or its ``aria-label``.
             within: a JavaScript expression for the element to search in.
             timeout: seconds to wait for the button to appear, and for the page to handle the click.
-            selector: CSS selector of the candidates, ``button[role=tab]`` for a tab.
+            selector: CSS selector of the candidates, ``#sections label`` for a section of the app.
 
         Raises:
             PageFrozen: the page's scripts did not return from handling the click.
@@ -254,27 +254,29 @@ class Browser:
             raise PageFrozen(f"the page froze handling a click on {text!r}: no answer for {timeout:g} s") from None
 
     def select_tab(self, label: str, timeout: float = 30.0, frozen_after: float = 15.0) -> None:
-        """Click the tab named ``label`` until the page shows it as selected.
+        """Open the app's section (tab) named ``label`` and wait until it is on show.
 
-        A click that lands while the page is still wiring up its tabs is lost, as it would be for
-        a person, who would click again.
+        The app switches sections with a row of radio buttons (``#sections``); each section is a
+        column with the id ``section-<label in lower case, hyphens for spaces>``. A click that lands
+        while the page is still wiring up its events is lost, as it would be for a person, who
+        would click again.
 
         Args:
-            label: the tab's text.
-            timeout: seconds until the tab must be selected.
+            label: the section's name, e.g. ``"Hum to tune"``.
+            timeout: seconds until the section must be on show.
             frozen_after: seconds without an answer after a click that count as a frozen page.
 
         Raises:
             PageFrozen: the page stopped answering after a click.
-            TimeoutError: the tab never became the selected one.
+            TimeoutError: the section never showed.
         """
-        selected = (f"Array.from(document.querySelectorAll('[role=tab]')).some(t => "
-                    f"t.innerText.trim() === {json.dumps(label)} && t.getAttribute('aria-selected') === 'true')")
+        panel = "section-" + label.lower().replace(" ", "-")
+        shown = f"(e => !!e && e.offsetParent !== null)(document.getElementById({json.dumps(panel)}))"
         deadline = time.monotonic() + timeout
-        while not self.evaluate(selected, timeout=timeout):
+        while not self.evaluate(shown, timeout=timeout):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the tab {label!r} was clicked but never selected")
-            self.click(label, timeout=frozen_after, selector="button[role=tab]")  # not the copies measured for layout
+                raise TimeoutError(f"the section {label!r} was chosen but never shown")
+            self.click(label, timeout=frozen_after, selector="#sections label")
             self.wait_until_responsive(frozen_after)
             time.sleep(0.25)
 
