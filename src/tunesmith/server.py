@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,8 +35,31 @@ from . import paths
 DEFAULT_SETTINGS = paths.SETTINGS / "settings.json"
 
 
+FREE_PORT_RANGE = (20000, 32000)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999 by default), from which
+the kernel also gives ports to outgoing connections. A port the kernel picked from that range can
+be taken by a client connection (a benchmark opens thousands) before the server binds it."""
+_handed_out: set[int] = set()
+_random = random.SystemRandom()  # not the seedable module generator: two seeded processes would agree
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now (for tests and side-by-side servers)."""
+    """A TCP port that nothing uses right now and this process has not handed out before.
+
+    For tests and side-by-side servers: the caller binds it soon after. Ports come from
+    :data:`FREE_PORT_RANGE`; if none there is free, the kernel chooses one.
+    """
+    for _ in range(100):
+        port = _random.randint(*FREE_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

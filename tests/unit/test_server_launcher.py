@@ -2,6 +2,8 @@
 
 import json
 
+from pathlib import Path
+
 import pytest
 
 from tunesmith.server import Server, ServerError, free_port, port_in_use
@@ -32,3 +34,12 @@ def test_missing_models_folder_is_a_clear_error(tmp_path):
 
 def test_free_port_is_free():
     assert not port_in_use(free_port())
+
+
+def test_free_ports_differ_and_stay_out_of_the_range_of_outgoing_connections():
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux only
+    if ephemeral.exists():
+        low, high = (int(v) for v in ephemeral.read_text().split())
+        assert all(not low <= p <= high for p in ports)
