@@ -1,7 +1,6 @@
 """The launcher merges settings and links the models folder without writing into it."""
 
 import json
-
 from pathlib import Path
 
 import pytest
