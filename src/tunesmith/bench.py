@@ -22,6 +22,7 @@ asserts on time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
@@ -137,11 +138,6 @@ def model_variant(models: Path, into: Path, *, batching: bool, folder: str = "tu
     return into
 
 
-def generator_variant(models: Path, into: Path, *, batching: bool) -> Path:
-    """:func:`model_variant` of the generator's v1 folder."""
-    return model_variant(models, into, batching=batching)
-
-
 @contextmanager
 def model_server(models: Path, *, batching: bool = True, overrides: dict | None = None, folder: str = "tune-generator"):
     """A server of its own, on free ports, serving only one model folder of ``models``.
@@ -161,11 +157,6 @@ def model_server(models: Path, *, batching: bool = True, overrides: dict | None 
                         metrics_port=free_port(), overrides=overrides)
         with server:
             yield server
-
-
-def generator_server(models: Path, *, batching: bool = True, overrides: dict | None = None):
-    """:func:`model_server` for the generator's v1 folder only."""
-    return model_server(models, batching=batching, overrides=overrides)
 
 
 def classifier_call(url: str, seconds: float = 10.0):
@@ -189,18 +180,18 @@ def classifier_call(url: str, seconds: float = 10.0):
     return call
 
 
-def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16), requests_per_client: int = 4,
-                     bars: int = 16, folder: str = "tune-generator") -> dict[str, dict[int, float]]:
+def throughput_table(models: Path, configs: dict[str, dict], make_call, clients=(1, 4, 16),
+                     requests_per_client: int = 4, folder: str = "tune-generator") -> dict[str, dict[int, float]]:
     """Requests per second over REST for each configuration and number of concurrent clients.
 
     Args:
         models: a materialised models folder.
         configs: name -> ``{"batching": bool, "overrides": {...server settings...}}``.
+        make_call: server URL -> a ``call(i)`` that sends one request (:func:`rest_call`,
+            :func:`classifier_call`).
         clients: concurrent client counts.
         requests_per_client: requests each client sends, one after the other.
-        bars: tune length (for the generator).
-        folder: ``tune-generator`` (one tune per request) or ``style-classifier`` (one 10 s
-            recording per request).
+        folder: the model folder served.
 
     Returns:
         ``{config name: {clients: requests per second}}``.
@@ -209,7 +200,7 @@ def throughput_table(models: Path, configs: dict[str, dict], clients=(1, 4, 16),
     for name, config in configs.items():
         with model_server(models, batching=config.get("batching", True), overrides=config.get("overrides"),
                           folder=folder) as server:
-            call = classifier_call(server.http_url) if folder == "style-classifier" else rest_call(server.http_url, bars)
+            call = make_call(server.http_url)
             call(0)  # warm-up
             results[name] = {c: throughput(call, c, requests_per_client) for c in clients}
     return results
@@ -247,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nThroughput, tunes/s over REST, one {args.bars}-bar tune per request, {args.per_client} requests per client,"
           " a server per column (tune-generator v1 only)\n")
-    batching = throughput_table(models, {"batching off": {"batching": False}, "batching on": {"batching": True}},
-                                requests_per_client=args.per_client, bars=args.bars)
+    on_off = {"batching off": {"batching": False}, "batching on": {"batching": True}}
+    tune_call = functools.partial(rest_call, bars=args.bars)
+    batching = throughput_table(models, on_off, tune_call, requests_per_client=args.per_client)
     print(format_throughput(batching))
     gain = batching["batching on"][16] / batching["batching off"][16]
     print(f"\nGoal: batching on >= 2.5x batching off at 16 clients -> {gain:.2f}x: {'met' if gain >= 2.5 else 'NOT met'}")
@@ -257,14 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     workers = throughput_table(
         models,
         {"1 worker": {"overrides": {"parallel_workers": 1}}, "2 workers": {"overrides": {"parallel_workers": 2}}},
-        clients=(1, 16), requests_per_client=args.per_client, bars=args.bars,
+        tune_call, clients=(1, 16), requests_per_client=args.per_client,
     )
     print(format_throughput(workers))
 
     print(f"\nStyle classifier, recordings/s over REST, one 10 s recording per request, {args.per_client} requests"
           " per client, a server per column\n")
-    classifier = throughput_table(models, {"batching off": {"batching": False}, "batching on": {"batching": True}},
-                                  requests_per_client=args.per_client, folder="style-classifier")
+    classifier = throughput_table(models, on_off, classifier_call, requests_per_client=args.per_client,
+                                  folder="style-classifier")
     print(format_throughput(classifier))
     gain = classifier["batching on"][16] / classifier["batching off"][16]
     print(f"\nBatching on vs off at 16 clients: {gain:.2f}x (the per-file feature extraction, not the network, is"

@@ -444,8 +444,8 @@ class _MusicApi:
     def classify_many(self, wavs: Sequence[bytes]) -> tuple[list[dict[str, float]], np.ndarray]:
         """Ask ``style-classifier`` about several recordings in one request.
 
-        The class names come from the model's ``labels`` output when it sends one, else from the
-        ``labels`` parameter of its declared ``probabilities`` output (model metadata).
+        The class names come from the ``labels`` parameter of the model's declared
+        ``probabilities`` output (its metadata), so they are not sent with every answer.
 
         Args:
             wavs: the recordings' bytes (WAV, FLAC or OGG; any rate, mono or stereo).
@@ -465,7 +465,7 @@ class _MusicApi:
         if "probabilities" not in outputs:
             raise InferenceFailed(f"response has no 'probabilities' output (got {sorted(outputs)})", model=CLASSIFIER)
         probs = np.asarray(outputs["probabilities"], dtype=np.float64).reshape(len(wavs), -1)
-        labels = [_text(v) for v in outputs.get("labels", [])] or self._declared_labels(CLASSIFIER)
+        labels = self._declared_labels(CLASSIFIER)
         if len(labels) != probs.shape[1]:
             raise InferenceFailed(
                 f"{probs.shape[1]} probabilities per recording but {len(labels)} class names ({labels})",

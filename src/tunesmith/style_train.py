@@ -16,11 +16,12 @@ waltz, slide, march: fewer). See :func:`tune_class`.
 **Augmentation.** Every clip is a different performance: a random :data:`~tunesmith.style.CROP_SECONDS`
 stretch of the tune (repeats played out), a random instrument of :data:`tunesmith.synth.INSTRUMENTS`,
 a random tempo, and random mild effects from :func:`tunesmith.effects.apply_chain` (reverb, delay,
-pitch shift, gain) plus background noise. Tempos are in bars per minute (:data:`BARS_PER_MINUTE`):
-each rhythm's usual range widened by 20 % either way, so the ranges overlap (a fast hornpipe is
-quicker than a slow reel). Overlap alone does not keep speed out of the model, though: trained on
-such tempos only, it called most slow reels and jigs hornpipes (test balanced accuracy fell from
-about 84 % to 67 % when every class was played in one shared range). So by default
+pitch shift, gain) plus background noise. Tempos are in bars per minute
+(:data:`tunesmith.abc.DANCE_BARS_PER_MINUTE`): each rhythm's usual range widened by 20 % either
+way, so the ranges overlap (a fast hornpipe is quicker than a slow reel). Overlap alone does not
+keep speed out of the model, though: trained on such tempos only, it called most slow reels and
+jigs hornpipes (test balanced accuracy fell from about 84 % to 67 % when every class was played
+in one shared range). So by default
 (``--train-tempo mixed``) every other training clip takes its tempo from the *shared* range, the
 union of all the classes' ranges, where speed says nothing about the class; this costs little at
 the usual tempos and makes the model hold up at unusual ones. The test split is evaluated both at
@@ -70,10 +71,6 @@ METERS = {
 }
 """The meters a tune of each class may be written in; other combinations are mislabelled or
 another tradition's use of the word."""
-BARS_PER_MINUTE = DANCE_BARS_PER_MINUTE
-"""Usual dance tempos in bars per minute (:data:`tunesmith.abc.DANCE_BARS_PER_MINUTE`, which
-:func:`tunesmith.abc.dance_tempo` plays tunes at): the middle of each range is what the app and
-the notebooks use, the widened range what training draws from."""
 TEMPO_SPREAD = 0.2
 """Each range is widened by this fraction either way."""
 CHECKPOINT = paths.CHECKPOINTS / "style-classifier"
@@ -190,7 +187,7 @@ def tempo_range(label: str, tempo_mode: str = "per-class") -> tuple[float, float
     Returns:
         ``(low, high)`` bars per minute.
     """
-    ranges = BARS_PER_MINUTE.values() if tempo_mode == "shared" else [BARS_PER_MINUTE[label]]
+    ranges = DANCE_BARS_PER_MINUTE.values() if tempo_mode == "shared" else [DANCE_BARS_PER_MINUTE[label]]
     low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return low * (1 - TEMPO_SPREAD), high * (1 + TEMPO_SPREAD)
 
@@ -348,7 +345,7 @@ def _digest(*parts: object) -> str:
 
 def settings_key() -> str:
     """Hash of everything that makes a cached clip stale: render version, ranges, features."""
-    return _digest(RENDER_VERSION, BARS_PER_MINUTE, TEMPO_SPREAD, style.feature_settings())[:16]
+    return _digest(RENDER_VERSION, DANCE_BARS_PER_MINUTE, TEMPO_SPREAD, style.feature_settings())[:16]
 
 
 @dataclass
@@ -880,7 +877,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_tempo": args.train_tempo,
         "best_epoch": record["best_epoch"],
         "epochs_run": record["epochs_run"],
-        "bars_per_minute": BARS_PER_MINUTE,
+        "bars_per_minute": DANCE_BARS_PER_MINUTE,
         "tempo_spread": TEMPO_SPREAD,
         "test_balanced_accuracy": results["test"]["balanced_accuracy"],
         "test_performance_balanced_accuracy": results["test_performances"]["performance_balanced_accuracy"],

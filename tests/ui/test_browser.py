@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 
 import librosa
 import pytest
 
 from tunesmith.audio import encode_wav
 from tunesmith.transcribe import voice_like
-from ui_browser import Browser, PageFrozen, chromium, distinct_colours, fake_microphone_flags, screenshot
+from ui_browser import Browser, chromium, distinct_colours, fake_microphone_flags, screenshot
 from ui_launch import launched
 
 pytestmark = [
@@ -134,6 +135,23 @@ def _record(browser: Browser, box: str) -> tuple[list[str], str]:
     return devices, recording
 
 
+@contextmanager
+def _hummed_into(app_module, server_url: str, hummed_wav, profile, section: str, box_label: str):
+    """The app in a browser whose microphone hums ``hummed_wav``, recorded into a section's audio input.
+
+    Yields:
+        ``(browser, devices, recording)``: the browser showing ``section``, the microphones the page
+        offered, and the URL of the uploaded recording.
+    """
+    with launched(app_module, server_url) as url:
+        with Browser(profile, flags=fake_microphone_flags(hummed_wav)) as browser:
+            browser.open(url)
+            browser.wait_for_text("Inference server at", timeout=60)
+            browser.select_tab(section)
+            devices, recording = _record(browser, _audio_box(box_label))
+            yield browser, devices, recording
+
+
 def _pitch_letters(abc: str) -> list[str]:
     """The note letters of an ABC tune's first bar (``D2 F2 A2 d2 |`` gives D, F, A, d)."""
     body = abc.split("\nK:", 1)[1].split("\n", 1)[1]
@@ -149,27 +167,22 @@ def test_a_melody_hummed_into_the_microphone_is_transcribed_continued_and_played
     Chromium's fake microphone plays ``hummed_wav``; the page records it with its own recorder
     (getUserMedia and MediaRecorder), uploads the recording and sends it to the transcriber.
     """
-    melody = _audio_box("Your melody")
-    with launched(app_module, ui_server.http_url) as url:
-        with Browser(tmp_path / "profile", flags=fake_microphone_flags(hummed_wav)) as browser:
-            browser.open(url)
-            browser.wait_for_text("Inference server at", timeout=60)
-            browser.select_tab("Hum to tune")
-            devices, recording = _record(browser, melody)
-            browser.click("Transcribe and continue")
-            message = browser.wait_for(MESSAGE, "the tab's answer", timeout=240)
-            text = browser.evaluate(f"{PANEL}.innerText")
-            engraved = browser.evaluate(f"{PANEL}.querySelectorAll('.notation svg').length")
-            tune_wav = browser.wait_for(
-                f"Array.from({PANEL}.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || "
-                f"e.getAttribute('href')).find(u => u && u.includes('file=') && u !== {recording!r} && "
-                "u.endsWith('.wav'))", "the tune's audio player", timeout=30)
-            played = browser.evaluate(  # what the page's own audio stack makes of the tune's file
-                f"fetch({tune_wav!r}).then(r => r.arrayBuffer()).then(b => new OfflineAudioContext(1, 1, 22050)"
-                ".decodeAudioData(b)).then(a => ({seconds: a.duration, rate: a.sampleRate}))", timeout=60)
-            tune_abc = browser.evaluate(f"Array.from({PANEL}.querySelectorAll('.cm-content'))"
-                                        ".map(e => e.innerText).find(t => t.includes('K:')) || ''")
-            png = browser.screenshot(tmp_path / "hummed.png")
+    with _hummed_into(app_module, ui_server.http_url, hummed_wav, tmp_path / "profile", "Hum to tune",
+                      "Your melody") as (browser, devices, recording):
+        browser.click("Transcribe and continue")
+        message = browser.wait_for(MESSAGE, "the tab's answer", timeout=240)
+        text = browser.evaluate(f"{PANEL}.innerText")
+        engraved = browser.evaluate(f"{PANEL}.querySelectorAll('.notation svg').length")
+        tune_wav = browser.wait_for(
+            f"Array.from({PANEL}.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || "
+            f"e.getAttribute('href')).find(u => u && u.includes('file=') && u !== {recording!r} && "
+            "u.endsWith('.wav'))", "the tune's audio player", timeout=30)
+        played = browser.evaluate(  # what the page's own audio stack makes of the tune's file
+            f"fetch({tune_wav!r}).then(r => r.arrayBuffer()).then(b => new OfflineAudioContext(1, 1, 22050)"
+            ".decodeAudioData(b)).then(a => ({seconds: a.duration, rate: a.sampleRate}))", timeout=60)
+        tune_abc = browser.evaluate(f"Array.from({PANEL}.querySelectorAll('.cm-content'))"
+                                    ".map(e => e.innerText).find(t => t.includes('K:')) || ''")
+        png = browser.screenshot(tmp_path / "hummed.png")
     assert any("Fake" in name for name in devices), devices
     assert message.startswith("Heard ") and " in D;" in message, message
     assert "continued it and played the tune on fiddle" in message, message
@@ -188,17 +201,12 @@ def test_a_melody_hummed_into_the_microphone_is_transcribed_continued_and_played
 @pytest.mark.server
 def test_a_melody_hummed_into_the_microphone_is_classified(app_module, ui_server, hummed_wav, tmp_path):
     """The Classify tab's microphone: record, press Classify, see the most likely dance rhythm."""
-    box = _audio_box("A tune")
-    with launched(app_module, ui_server.http_url) as url:
-        with Browser(tmp_path / "profile", flags=fake_microphone_flags(hummed_wav)) as browser:
-            browser.open(url)
-            browser.wait_for_text("Inference server at", timeout=60)
-            browser.select_tab("Classify")
-            _record(browser, box)
-            browser.click("Classify", within=PANEL)
-            text = browser.wait_for(MESSAGE, "the tab's answer", timeout=120)
-            top = browser.wait_for(f"Array.from({PANEL}.querySelectorAll('textarea, input[type=text]'))"
-                                   ".map(e => e.value).find(v => v)", "the top label", timeout=30)
+    with _hummed_into(app_module, ui_server.http_url, hummed_wav, tmp_path / "profile", "Classify",
+                      "A tune") as (browser, _, _):
+        browser.click("Classify", within=PANEL)
+        text = browser.wait_for(MESSAGE, "the tab's answer", timeout=120)
+        top = browser.wait_for(f"Array.from({PANEL}.querySelectorAll('textarea, input[type=text]'))"
+                               ".map(e => e.value).find(v => v)", "the top label", timeout=30)
     said = re.search(r"Most likely an? (.+?) \((\d+)%\)", text)
     assert said, text
     assert said.group(1) == top
