@@ -1,4 +1,9 @@
-"""Adaptive batching in which one caller's bad request does not fail the other callers.
+"""Two mends to MLServer 1.7.1's adaptive batching, for runtimes whose callers' requests are merged.
+
+* :func:`keep_requests_whole`: a merged answer is handed back by each request's row count, which
+  MLServer takes from the request's *last* input, so a request with ``prompt`` ``[2]`` and
+  ``seed`` ``[1]`` (seed last) would get one row back instead of two.
+* :func:`isolate_failures`: one caller's bad request must not fail the other callers.
 
 MLServer's adaptive batcher merges the requests that arrive within ``max_batch_time`` into one,
 calls ``predict`` once and splits the answer. If ``predict`` raises, MLServer 1.7.1 hands that
@@ -12,7 +17,7 @@ the batch is run again on its own, so the good ones get their answers and the ba
 that succeeds is untouched, so the fast path costs nothing.
 
 The batcher runs in MLServer's main process, which imports each runtime module to build the
-model object, so a runtime calls :func:`isolate_failures` at import time.
+model object, so a runtime calls these at import time.
 """
 
 from __future__ import annotations
@@ -21,9 +26,31 @@ import asyncio
 from functools import partial
 
 from mlserver.batching.adaptive import AdaptiveBatcher
+from mlserver.batching.requests import BatchedRequests
 from mlserver.utils import schedule_with_callback
 
 _PATCHED = "_tunesmith_isolates_failures"
+_ROWS_PATCHED = "_tunesmith_rows_from_widest_input"
+
+
+def keep_requests_whole() -> None:
+    """Count each merged request's rows as its widest input, so its answer keeps every row.
+
+    Safe to call more than once.
+    """
+    if getattr(BatchedRequests, _ROWS_PATCHED, False):
+        return
+    merge_inputs = BatchedRequests._merge_request_inputs
+
+    def merge_keeping_rows(self, request_inputs):
+        before = dict(self._minibatch_sizes)
+        merged = merge_inputs(self, request_inputs)
+        for request_id, rows in before.items():
+            self._minibatch_sizes[request_id] = max(rows, self._minibatch_sizes[request_id])
+        return merged
+
+    BatchedRequests._merge_request_inputs = merge_keeping_rows
+    setattr(BatchedRequests, _ROWS_PATCHED, True)
 
 
 def _client_error(error: BaseException | None) -> bool:
