@@ -48,22 +48,22 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 setup: $(STAMP) ## Create .venv and install everything (runs once; again when requirements change)
 
 serve: setup ## Run MLServer on your models/ in this terminal (Ctrl-C stops it)
-	$(PY) -m tunesmith.server serve --models models --name serve $(PORTS)
+	$(PY) -m tunesmith.serving.launcher serve --models models --name serve $(PORTS)
 
 app: setup ## Run the Gradio UI against the server at HOST:HTTP_PORT
 	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
 
 platform: setup ## Build the finished platform (every stage's models) into build/platform/models
-	$(PY) -m tunesmith.stages solution --into $(PLATFORM) --no-backup
+	$(PY) -m tunesmith.workshop.stages solution --into $(PLATFORM) --no-backup
 
 up: platform ## Run the finished platform: server + UI (your models/ is not touched)
-	trap '$(PY) -m tunesmith.server stop --name platform' EXIT
-	$(PY) -m tunesmith.server start --models $(PLATFORM) --name platform $(PORTS)
+	trap '$(PY) -m tunesmith.serving.launcher stop --name platform' EXIT
+	$(PY) -m tunesmith.serving.launcher start --models $(PLATFORM) --name platform $(PORTS)
 	echo "UI on http://$(HOST):$(UI_PORT)  (Ctrl-C stops the UI and the server)"
 	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
 
 stop: ## Stop every server started from this repository
-	@$(PY) -m tunesmith.server stop
+	@$(PY) -m tunesmith.serving.launcher stop
 
 test: setup ## Run the whole test suite (unit, runtimes, real server, notebooks, UI)
 	$(PY) -m pytest
@@ -72,39 +72,39 @@ test-fast: setup ## Run only the quick tests (no server, notebooks or browser)
 	$(PY) -m pytest -m "not server and not notebooks and not ui and not browser"
 
 data: setup ## Extract and split the ABC tunes from music21's corpus into data/abc/
-	$(PY) -m tunesmith.corpus
+	$(PY) -m tunesmith.music.corpus
 
 train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
-	$(PY) -m tunesmith.train
+	$(PY) -m tunesmith.generator.train
 
 train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoints/tune-generator-v2
-	$(PY) -m tunesmith.train --out checkpoints/tune-generator-v2 --steps 800 --augment 4 \
+	$(PY) -m tunesmith.generator.train --out checkpoints/tune-generator-v2 --steps 800 --augment 4 \
 	    --collections oneills1850,ryansMammoth,airdsAirs
 
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
-	$(PY) -m tunesmith.style_train
+	$(PY) -m tunesmith.style.train
 
 eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier
-	$(PY) -m tunesmith.evaluate
-	$(PY) -m tunesmith.transcribe --eval --n 40
-	$(PY) -m tunesmith.style_train --evaluate
+	$(PY) -m tunesmith.generator.evaluate
+	$(PY) -m tunesmith.transcriber.model --eval --n 40
+	$(PY) -m tunesmith.style.train --evaluate
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
-	$(PY) -m tunesmith.bench
+	$(PY) -m tunesmith.workshop.bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)
-	$(PY) -m tunesmith.stages stage-1 --into models
+	$(PY) -m tunesmith.workshop.stages stage-1 --into models
 
 stage-2: setup ## Reset models/ to the start of stage 2 (everything stage 1 builds)
-	$(PY) -m tunesmith.stages stage-2 --into models
+	$(PY) -m tunesmith.workshop.stages stage-2 --into models
 
 stage-3: setup ## Reset models/ to the start of stage 3 (everything stages 1 and 2 build)
-	$(PY) -m tunesmith.stages stage-3 --into models
+	$(PY) -m tunesmith.workshop.stages stage-3 --into models
 
 solution: setup ## Put the finished platform in models/ (your models/ is backed up first)
-	$(PY) -m tunesmith.stages solution --into models
+	$(PY) -m tunesmith.workshop.stages solution --into models
 
 clean: ## Remove generated files (.run, build, caches); keeps .venv, models/ and backups/
-	-$(PY) -m tunesmith.server stop 2>/dev/null
+	-$(PY) -m tunesmith.serving.launcher stop 2>/dev/null
 	rm -rf .run build .pytest_cache data/abc
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,7 +1,7 @@
 """Tunesmith's web UI: compose a folk tune from a prompt, see it engraved, hear it played.
 
 The app holds no model code. Every action is a V2 REST call to the inference server through
-:mod:`tunesmith.client`, so what the UI shows is exactly what any other client of the server gets,
+:mod:`tunesmith.serving.client`, so what the UI shows is exactly what any other client of the server gets,
 and the UI keeps working (and says so plainly) while the server is down or a model is missing.
 
 Run it from the repository root (``make app`` does this)::
@@ -42,9 +42,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 import soundfile  # noqa: E402
 
-from tunesmith.abc import dance_tempo  # noqa: E402
-from tunesmith.audio import AudioError, decode_audio, encode_wav  # noqa: E402
-from tunesmith.client import (  # noqa: E402
+from tunesmith.music.abc import dance_tempo  # noqa: E402
+from tunesmith.audio.io import AudioError, decode_audio, encode_wav  # noqa: E402
+from tunesmith.serving.client import (  # noqa: E402
     CLASSIFIER,
     DEFAULT_URL,
     EFFECTS,
@@ -56,9 +56,9 @@ from tunesmith.client import (  # noqa: E402
     MusicClient,
     ServerUnavailable,
 )
-from tunesmith.effects import PARAM_RANGES, EffectParams  # noqa: E402
-from tunesmith.notation import notation_html  # noqa: E402
-from tunesmith.plots import spectrogram, waveform  # noqa: E402
+from tunesmith.audio.effects import PARAM_RANGES, EffectParams  # noqa: E402
+from tunesmith.music.notation import notation_html  # noqa: E402
+from tunesmith.audio.plots import spectrogram, waveform  # noqa: E402
 
 TITLE = "Tunesmith"
 MODELS = (GENERATOR, SYNTHESIZER)
@@ -70,7 +70,7 @@ UPLOAD_RATE = 22050
 48 kHz (often stereo); the models analyse at 22.05 kHz mono or less, so sending the original would
 quadruple the base64 request for nothing."""
 AUDIO_SOURCES = ["microphone", "upload"]
-# The synthesizer's instruments (tunesmith.synth.INSTRUMENTS). Listed here rather than imported
+# The synthesizer's instruments (tunesmith.audio.synth.INSTRUMENTS). Listed here rather than imported
 # so that the UI does not load the synthesizer's code; a test keeps the two lists equal.
 INSTRUMENTS = ("fiddle", "flute", "whistle", "harp", "piano", "sine")
 DEFAULT_INSTRUMENT = "fiddle"
@@ -149,7 +149,7 @@ def compose(
         prompt: what to write, e.g. "a lively jig in D".
         temperature: sampling temperature; lower is safer, higher more adventurous.
         tempo: quarter notes per minute for the synthesizer; 0 for the tune's dance tempo (a reel
-            at 220, a jig at 168, see :func:`tunesmith.abc.dance_tempo`; the synthesizer's default
+            at 220, a jig at 168, see :func:`tunesmith.music.abc.dance_tempo`; the synthesizer's default
             for rhythms without one).
         instrument: one of :data:`INSTRUMENTS`.
         seed: a whole number (0 or more) to repeat a result; -1 or empty for a new tune every time.
@@ -245,7 +245,7 @@ def audio_bytes(path: str | None) -> bytes:
     """The bytes to send for an uploaded or recorded file, made small when that is free.
 
     A browser's recording arrives as a 48 kHz (often stereo) WAV file; it is mixed to mono and
-    resampled to :data:`UPLOAD_RATE` with :mod:`tunesmith.audio` (libsndfile and soxr) before it is
+    resampled to :data:`UPLOAD_RATE` with :mod:`tunesmith.audio.io` (libsndfile and soxr) before it is
     sent, since the models would do the same on arrival. A file that is not readable audio is sent
     as it is, so the person sees the model's own explanation of what is wrong with it.
 
@@ -278,7 +278,7 @@ def notes_summary(heard: dict, abc: str) -> str:
     """What the transcriber heard, in words: key, metre, tempo, certainty, how many notes and their range.
 
     Args:
-        heard: the transcriber's answer (:meth:`tunesmith.client.MusicClient.transcribe`).
+        heard: the transcriber's answer (:meth:`tunesmith.serving.client.MusicClient.transcribe`).
         abc: the transcription's ABC.
 
     Returns:
@@ -294,7 +294,7 @@ def notes_summary(heard: dict, abc: str) -> str:
     try:  # music21 (through the synthesizer's reader) spells the notes exactly as they are played
         import librosa
 
-        from tunesmith.synth import note_events
+        from tunesmith.audio.synth import note_events
 
         pitches = [e.pitch for e in note_events(abc, expand_repeats=False) if not e.is_rest]
     except (ValueError, ImportError):
@@ -326,9 +326,9 @@ def continuation_request(heard: dict, bars_to_add: int, header_input: bool) -> d
         header_input: whether the generator declares a ``header`` input.
 
     Returns:
-        Keyword arguments for :meth:`tunesmith.client.MusicClient.compose`.
+        Keyword arguments for :meth:`tunesmith.serving.client.MusicClient.compose`.
     """
-    from tunesmith.abc import bars_of, read_tune
+    from tunesmith.music.abc import bars_of, read_tune
 
     abc = heard["abc"]
     try:

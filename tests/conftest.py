@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite.
 
 The platform under test is built exactly as `make up` builds it: the notebooks' own file-writing
-cells are replayed into a temporary models folder (``tunesmith.stages.materialize``), and a real
+cells are replayed into a temporary models folder (``tunesmith.workshop.stages.materialize``), and a real
 ``mlserver start`` serves it on free ports. The repository's own ``models/`` is never touched.
 """
 
@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 @pytest.fixture(scope="session")
 def platform_models(tmp_path_factory) -> Path:
     """Every stage's model folders, materialised from the notebooks into a temporary folder."""
-    from tunesmith.stages import materialize
+    from tunesmith.workshop.stages import materialize
 
     models = tmp_path_factory.mktemp("platform") / "models"
     materialize("solution", models, backup=False)
@@ -30,7 +30,7 @@ def platform_models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def platform_server(platform_models):
     """A real mlserver serving the finished platform on free ports, for the whole session."""
-    from tunesmith.server import Server, free_port
+    from tunesmith.serving.launcher import Server, free_port
 
     server = Server(
         models_dir=platform_models,

@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tunesmith import paths, stages
+from tunesmith import paths
+from tunesmith.workshop import stages
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 KNOWN_TAGS = {stages.TAG, "solution", "skip-ci"}

@@ -17,7 +17,7 @@ import requests
 import soundfile
 
 from tunesmith import paths
-from tunesmith.server import free_port, port_in_use
+from tunesmith.serving.launcher import free_port, port_in_use
 
 EVERY_MODEL = {
     ("synthesizer", "v1"), ("tune-generator", "v1"), ("tune-generator", "v2"), ("prompt-encoder", "v1"),

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from tunesmith import paths
-from tunesmith.generator import TuneGenerator
-from tunesmith.prompt import parse_prompt
+from tunesmith.generator.model import TuneGenerator
+from tunesmith.generator.prompt import parse_prompt
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tunesmith import audio, synth
-from tunesmith.client import GrpcMusicClient, MusicClient, grpc_infer
-from tunesmith.transcribe import excerpt, voice_like
+from tunesmith.audio import io as audio
+from tunesmith.audio import synth
+from tunesmith.serving.client import GrpcMusicClient, MusicClient, grpc_infer
+from tunesmith.transcriber.model import excerpt, voice_like
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -3,7 +3,7 @@
 The notebooks run in a scratch copy of the repository layout (``<tmp>/notebooks`` next to an empty
 ``<tmp>/models``), so their ``../models/...`` cells write there and the repository's own ``models/``
 is never touched. The kernel gets free ports through ``HTTP_PORT``/``GRPC_PORT``/``METRICS_PORT``,
-the variables ``tunesmith.workshop.start_server`` reads, so the server the notebooks start cannot
+the variables ``tunesmith.workshop.notebook.start_server`` reads, so the server the notebooks start cannot
 clash with anything else running. Every cell runs, exercises' solutions included, except the cells
 tagged ``skip-ci`` (e.g. one that blocks to keep the UI open); the server is stopped at the end,
 also when a notebook fails.
@@ -22,8 +22,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tunesmith import paths, stages
-from tunesmith.server import free_port, stop_pid_file
+from tunesmith import paths
+from tunesmith.workshop import stages
+from tunesmith.serving.launcher import free_port, stop_pid_file
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.server, pytest.mark.slow]
 

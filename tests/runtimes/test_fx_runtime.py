@@ -12,8 +12,8 @@ import soundfile
 from mlserver.codecs import Base64Codec
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith import effects
-from tunesmith.serving import BadInput
+from tunesmith.audio import effects
+from tunesmith.serving.inputs import BadInput
 
 SAMPLE = sample_request("audio-fx")
 TONE = base64.b64decode(SAMPLE["inputs"][0]["data"][0])

@@ -10,8 +10,8 @@ import torch
 from mlserver.codecs import StringCodec
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith.metrics import bar_checks_of
-from tunesmith.serving import BadInput, limit
+from tunesmith.generator.quality import bar_checks_of
+from tunesmith.serving.inputs import BadInput, limit
 
 SAMPLE = sample_request("tune-generator")
 

@@ -9,8 +9,8 @@ import pytest
 from mlserver.codecs import StringCodec
 from runtime_helpers import load_runtime, output, predict
 
-from tunesmith.abc import Header, read_tune
-from tunesmith.serving import BadInput
+from tunesmith.music.abc import Header, read_tune
+from tunesmith.serving.inputs import BadInput
 
 JIG_HEADER = Header(meter="6/8", key="D", rhythm="jig").to_abc()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith.serving import BadInput
+from tunesmith.serving.inputs import BadInput
 
 SAMPLE = sample_request("prompt-encoder")
 CONFIDENCES = ["meter_confidence", "key_confidence", "rhythm_confidence", "tempo_confidence"]

@@ -16,8 +16,8 @@ from mlserver.metrics.registry import REGISTRY
 from mlserver.settings import ModelSettings
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith import synth
-from tunesmith.serving import BadInput
+from tunesmith.audio import synth
+from tunesmith.serving.inputs import BadInput
 
 SAMPLE = sample_request("style-classifier")
 KESH = base64.b64decode(SAMPLE["inputs"][0]["data"][0])  # 8 s of The Kesh, a jig, as 8 kHz FLAC

@@ -11,7 +11,7 @@ import soundfile
 from mlserver.codecs import Base64Codec
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith.serving import BadInput
+from tunesmith.serving.inputs import BadInput
 
 SAMPLE = sample_request("synthesizer")
 TUNE = SAMPLE["inputs"][0]["data"][0]

@@ -12,8 +12,8 @@ from mlserver.context import model_context
 from mlserver.metrics.registry import REGISTRY
 from runtime_helpers import output, predict, sample_request
 
-from tunesmith import audio
-from tunesmith.serving import BadInput
+from tunesmith.audio import io as audio
+from tunesmith.serving.inputs import BadInput
 
 SAMPLE = sample_request("transcriber")
 HUM = base64.b64decode(SAMPLE["inputs"][0]["data"][0])  # a voice-like rendering of G3 GAB|A3 ABd|edd gdd|edB dBA|

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.server import free_port
+from tunesmith.serving.launcher import free_port
 from ui_launch import load_app_module
 
 STAGE_1_MODELS = ("tune-generator", "synthesizer")
@@ -53,10 +53,10 @@ def ui_server(request):
     except RuntimeError as exc:  # a notebook's file-writing cell failed: say which, and skip
         pytest.skip(f"the finished platform cannot be built: {str(exc).splitlines()[0]}")
     except pytest.FixtureLookupError:
-        from tunesmith import stages
+        from tunesmith.workshop import stages
 
         if not hasattr(stages, "materialize"):
-            pytest.skip("tunesmith.stages.materialize is not available to build the platform")
+            pytest.skip("tunesmith.workshop.stages.materialize is not available to build the platform")
         models = Path(request.getfixturevalue("tmp_path_factory").mktemp("ui-platform")) / "models"
         stages.materialize("solution", models, backup=False)
     missing = sorted(set(STAGE_1_MODELS) - _served_models(Path(models)))
@@ -65,7 +65,7 @@ def ui_server(request):
     try:
         return request.getfixturevalue("platform_server")
     except pytest.FixtureLookupError:
-        from tunesmith.server import Server
+        from tunesmith.serving.launcher import Server
 
         server = Server(models_dir=models, name=f"ui-{free_port()}", http_port=free_port(),
                         grpc_port=free_port(), metrics_port=free_port())

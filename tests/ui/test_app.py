@@ -17,7 +17,7 @@ COMPOSE_OUTPUTS = ["message", "abc", "notation", "audio", "waveform", "spectrogr
 
 
 def test_instruments_are_the_synthesizers(app_module):
-    from tunesmith.synth import INSTRUMENTS
+    from tunesmith.audio.synth import INSTRUMENTS
 
     assert app_module.INSTRUMENTS == INSTRUMENTS
     assert app_module.DEFAULT_INSTRUMENT in INSTRUMENTS

@@ -9,10 +9,10 @@ import pytest
 import soundfile
 from gradio_client import Client, handle_file
 
-from tunesmith.audio import encode_wav
-from tunesmith.client import MusicClient
-from tunesmith.effects import PARAM_RANGES
-from tunesmith.synth import render
+from tunesmith.audio.io import encode_wav
+from tunesmith.serving.client import MusicClient
+from tunesmith.audio.effects import PARAM_RANGES
+from tunesmith.audio.synth import render
 from ui_launch import launched
 
 pytestmark = pytest.mark.ui
@@ -63,7 +63,7 @@ def test_endpoint_signatures(app_module, closed_url):
 
 
 def test_sliders_come_from_the_effect_ranges(app_module):
-    from tunesmith.effects import EffectParams
+    from tunesmith.audio.effects import EffectParams
 
     assert app_module.EFFECT_NAMES == tuple(PARAM_RANGES)
     for name, (low, high, *_) in PARAM_RANGES.items():

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import librosa
 import pytest
 
-from tunesmith.audio import encode_wav
-from tunesmith.transcribe import voice_like
+from tunesmith.audio.io import encode_wav
+from tunesmith.transcriber.model import voice_like
 from ui_browser import Browser, chromium, distinct_colours, fake_microphone_flags, screenshot
 from ui_launch import launched
 

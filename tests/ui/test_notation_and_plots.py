@@ -1,4 +1,4 @@
-"""tunesmith.notation (Verovio, isolated in a child process) and tunesmith.plots (matplotlib)."""
+"""tunesmith.music.notation (Verovio, isolated in a child process) and tunesmith.audio.plots (matplotlib)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tunesmith.notation import NotationError, abc_to_svg, abc_to_svg_pages, message_svg, notation_html
-from tunesmith.plots import spectrogram, waveform
+from tunesmith.music.notation import NotationError, abc_to_svg, abc_to_svg_pages, message_svg, notation_html
+from tunesmith.audio.plots import spectrogram, waveform
 
 JIG = """X:1
 T:The Test Jig

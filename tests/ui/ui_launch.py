@@ -11,7 +11,7 @@ import sys
 from contextlib import contextmanager
 
 from tunesmith import paths
-from tunesmith.server import free_port
+from tunesmith.serving.launcher import free_port
 
 
 def load_app_module():

@@ -1,4 +1,4 @@
-"""tunesmith.audio: WAV encoding, tolerant decoding and the errors a runtime turns into HTTP 400."""
+"""tunesmith.audio.io: WAV encoding, tolerant decoding and the errors a runtime turns into HTTP 400."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tunesmith.audio import (
+from tunesmith.audio.io import (
     AudioError,
     AudioTooLongError,
     EmptyAudioError,

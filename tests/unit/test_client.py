@@ -1,4 +1,4 @@
-"""tunesmith.client against a real MLServer serving small stand-ins for the music models.
+"""tunesmith.serving.client against a real MLServer serving small stand-ins for the music models.
 
 The stand-ins (written into ``tmp_path``) follow the server contract exactly (input names,
 datatypes, base64 WAV output, 400 with a message for bad input) but compute nothing: the generator
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tunesmith.client import (
+from tunesmith.serving.client import (
     BadRequest,
     GrpcMusicClient,
     ModelNotReady,
@@ -30,7 +30,7 @@ from tunesmith.client import (
     encode_input,
     grpc_infer,
 )
-from tunesmith.server import Server, free_port
+from tunesmith.serving.launcher import Server, free_port
 
 pytestmark = pytest.mark.server
 
@@ -38,7 +38,7 @@ STUB_GENERATOR = '''
 from mlserver import MLModel
 from mlserver.codecs import StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import BadInput, read_scalar, read_strings
+from tunesmith.serving.inputs import BadInput, read_scalar, read_strings
 
 
 class StubGenerator(MLModel):
@@ -73,7 +73,7 @@ import soundfile
 from mlserver import MLModel
 from mlserver.codecs import Base64Codec, NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import BadInput, read_scalar, read_strings
+from tunesmith.serving.inputs import BadInput, read_scalar, read_strings
 
 RATE = 16000
 INSTRUMENTS = ("fiddle", "flute", "whistle", "harp", "piano", "sine")
@@ -116,7 +116,7 @@ import soundfile
 from mlserver import MLModel
 from mlserver.codecs import Base64Codec, NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import BadInput, read_bytes, read_scalar
+from tunesmith.serving.inputs import BadInput, read_bytes, read_scalar
 
 
 class StubEffects(MLModel):
@@ -151,7 +151,7 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import read_bytes
+from tunesmith.serving.inputs import read_bytes
 
 
 class StubTranscriber(MLModel):
@@ -179,7 +179,7 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from tunesmith.serving import read_byte_items
+from tunesmith.serving.inputs import read_byte_items
 
 
 class StubClassifier(MLModel):

@@ -1,8 +1,8 @@
 """Corpus extraction and splitting."""
 
-from tunesmith.abc import bar_checks, read_tune
-from tunesmith.corpus import SPLITS, Tune, build, raw_tunes, read_split
-from tunesmith.tokenizer import build_tokenizer, encode_tune, tune_symbols
+from tunesmith.music.abc import bar_checks, read_tune
+from tunesmith.music.corpus import SPLITS, Tune, build, raw_tunes, read_split
+from tunesmith.generator.tokenizer import build_tokenizer, encode_tune, tune_symbols
 
 
 def test_music21_ships_all_collections():

@@ -1,11 +1,11 @@
-"""tunesmith.effects: the audio-fx chain's behaviour and the errors a runtime turns into 400s."""
+"""tunesmith.audio.effects: the audio-fx chain's behaviour and the errors a runtime turns into 400s."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from tunesmith.effects import (
+from tunesmith.audio.effects import (
     PARAM_RANGES,
     PEAK_LIMIT,
     EffectError,

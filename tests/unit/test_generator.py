@@ -7,8 +7,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith import paths
-from tunesmith.abc import BAR_TOKENS, Header, bar_checks, read_tune
-from tunesmith.generator import TuneGenerator
+from tunesmith.music.abc import BAR_TOKENS, Header, bar_checks, read_tune
+from tunesmith.generator.model import TuneGenerator
 
 CHECKPOINT = paths.CHECKPOINTS / "tune-generator"
 JIG = Header(meter="6/8", key="D", rhythm="jig")
@@ -44,7 +44,7 @@ def test_a_row_does_not_depend_on_the_other_rows(gen):
 
 def test_same_tune_in_a_fresh_process(gen):
     code = (
-        "from tunesmith.generator import TuneGenerator; from tunesmith.abc import Header;"
+        "from tunesmith.generator.model import TuneGenerator; from tunesmith.music.abc import Header;"
         f"g = TuneGenerator.from_pretrained({str(CHECKPOINT)!r}, threads=1);"
         "print(g.generate([Header(meter='6/8', key='D', rhythm='jig')], [11], bars=8)[0], end='')"
     )
@@ -100,7 +100,7 @@ def test_rhythm_names_are_canonicalised_and_unknown_ones_refused_only_when_stric
 
 
 def test_a_quick_training_run_writes_a_loadable_checkpoint(tmp_path):
-    from tunesmith.train import main
+    from tunesmith.generator.train import main
 
     main(["--quick", "--out", str(tmp_path)])
     for name in ("model.safetensors", "config.json", "tokenizer.json", "training_record.json", "loss_curve.png"):

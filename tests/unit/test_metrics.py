@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tunesmith.metrics import (
+from tunesmith.generator.quality import (
     RunIndex,
     bar_checks_of,
     estimated_key,
@@ -56,7 +56,7 @@ def test_tonic_and_mode():
 
 
 def test_run_index_finds_transposed_copies():
-    from tunesmith.abc import read_tune, render_tune, transpose
+    from tunesmith.music.abc import read_tune, render_tune, transpose
 
     index = RunIndex([D_MAJOR], n=16)
     header, symbols = read_tune(D_MAJOR)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tunesmith.abc import Header
-from tunesmith.prompt import DEFAULT, parse_prompt
+from tunesmith.music.abc import Header
+from tunesmith.generator.prompt import DEFAULT, parse_prompt
 
 
 @pytest.mark.parametrize(

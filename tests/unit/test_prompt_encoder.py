@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from tunesmith import prompt_encoder as pe
-from tunesmith.abc import Header
-from tunesmith.prompt import RHYTHM_METERS, parse_prompt
+from tunesmith.generator import prompt_encoder as pe
+from tunesmith.music.abc import Header
+from tunesmith.generator.prompt import RHYTHM_METERS, parse_prompt
 
 DANCES = {"jig", "slip jig", "reel", "hornpipe", "strathspey", "polka", "waltz", "mazurka", "slide", "schottische"}
 VARIED = [
@@ -136,7 +136,7 @@ def test_bad_batches(encoder):
 
 
 def test_missing_model_folder_falls_back_to_keywords(caplog, tmp_path):
-    with caplog.at_level(logging.WARNING, logger="tunesmith.prompt_encoder"):
+    with caplog.at_level(logging.WARNING, logger="tunesmith.generator.prompt_encoder"):
         encoder = pe.PromptEncoder.from_pretrained(tmp_path / "nothing-here")
     assert not encoder.uses_embeddings
     assert "keywords only" in caplog.text and "nothing-here" in caplog.text
@@ -153,7 +153,7 @@ def test_missing_model_folder_falls_back_to_keywords(caplog, tmp_path):
 
 def test_missing_sentence_transformers_falls_back_to_keywords(caplog, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if not installed
-    with caplog.at_level(logging.WARNING, logger="tunesmith.prompt_encoder"):
+    with caplog.at_level(logging.WARNING, logger="tunesmith.generator.prompt_encoder"):
         encoder = pe.PromptEncoder.from_pretrained()
     assert not encoder.uses_embeddings
     assert "sentence_transformers" in caplog.text
@@ -162,7 +162,7 @@ def test_missing_sentence_transformers_falls_back_to_keywords(caplog, monkeypatc
 
 def test_hub_id_without_a_hub_falls_back(caplog, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with caplog.at_level(logging.WARNING, logger="tunesmith.prompt_encoder"):
+    with caplog.at_level(logging.WARNING, logger="tunesmith.generator.prompt_encoder"):
         encoder = pe.PromptEncoder.from_pretrained(pe.OFFICIAL_MODEL_ID)
     # a machine with the model in its hub cache loads it; this one must at least not crash
     if not encoder.uses_embeddings:
@@ -188,7 +188,7 @@ def test_bad_prototype_labels_are_refused(tmp_path):
 
 
 def test_tempo_bounds_match_the_synthesizer():
-    from tunesmith.synth import TEMPO_RANGE
+    from tunesmith.audio.synth import TEMPO_RANGE
 
     assert pe.TEMPO_RANGE == TEMPO_RANGE
     assert all(TEMPO_RANGE[0] <= bpm <= TEMPO_RANGE[1] for bpm in pe.TEMPO_BPM.values())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.server import Server, ServerError, free_port, port_in_use
+from tunesmith.serving.launcher import Server, ServerError, free_port, port_in_use
 
 
 def test_prepare_merges_ports_and_links_models(tmp_path):

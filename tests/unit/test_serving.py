@@ -4,7 +4,7 @@ import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 from mlserver.types import InferenceRequest, RequestInput
 
-from tunesmith.serving import BadInput, limit, read_byte_items, read_bytes, read_scalar, read_strings
+from tunesmith.serving.inputs import BadInput, limit, read_byte_items, read_bytes, read_scalar, read_strings
 
 
 def request(*inputs: RequestInput) -> InferenceRequest:

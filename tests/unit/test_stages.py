@@ -12,7 +12,8 @@ import pytest
 from mlserver.settings import ModelSettings
 from mlserver.utils import get_model_uri
 
-from tunesmith import paths, stages
+from tunesmith import paths
+from tunesmith.workshop import stages
 
 BOTH = {"synthesizer", "tune-generator"}
 
@@ -207,7 +208,7 @@ def test_writefile_replay_matches_ipython(tmp_path):
 def test_cli_builds_a_stage_into_a_folder(tmp_path):
     models = tmp_path / "platform" / "models"
     result = subprocess.run(
-        [sys.executable, "-m", "tunesmith.stages", "stage-2", "--into", str(models), "--no-backup"],
+        [sys.executable, "-m", "tunesmith.workshop.stages", "stage-2", "--into", str(models), "--no-backup"],
         capture_output=True,
         text=True,
     )
@@ -218,7 +219,7 @@ def test_cli_builds_a_stage_into_a_folder(tmp_path):
 
 def test_cli_refuses_an_unknown_stage(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tunesmith.stages", "stage-zero", "--into", str(tmp_path / "m")],
+        [sys.executable, "-m", "tunesmith.workshop.stages", "stage-zero", "--into", str(tmp_path / "m")],
         capture_output=True,
         text=True,
     )

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from tunesmith import paths, style, style_train
-from tunesmith.audio import encode_wav
-from tunesmith.style import StyleClassifier, StyleInputError, frechet_distance
-from tunesmith.synth import render
+from tunesmith import paths
+from tunesmith.style import model as style
+from tunesmith.style import train as style_train
+from tunesmith.audio.io import encode_wav
+from tunesmith.style.model import StyleClassifier, StyleInputError, frechet_distance
+from tunesmith.audio.synth import render
 
 CHECKPOINT = paths.CHECKPOINTS / "style-classifier"
 SR = 22050

@@ -1,10 +1,10 @@
-"""tunesmith.synth: ABC parsing into note events, rendering, and the errors a runtime turns into 400s."""
+"""tunesmith.audio.synth: ABC parsing into note events, rendering, and the errors a runtime turns into 400s."""
 
 import numpy as np
 import pytest
 
-from tunesmith import synth
-from tunesmith.synth import (
+from tunesmith.audio import synth
+from tunesmith.audio.synth import (
     DEFAULT_TEMPO,
     INSTRUMENTS,
     TAIL_SECONDS,
@@ -261,7 +261,7 @@ def test_module_exports():
 
 def test_an_end_repeat_without_a_start_repeats_its_own_section():
     """ABC players repeat ``A :| B :|`` as A A B B; music21 alone would play A A A B A B."""
-    from tunesmith.synth import balance_repeats, duration_seconds
+    from tunesmith.audio.synth import balance_repeats, duration_seconds
 
     tune = "X:1\nT:t\nM:4/4\nL:1/4\nK:C\nCDEF|GABc:|dcBA|GFED:|\n"
     assert balance_repeats(tune).endswith("|:CDEF|GABc:||:dcBA|GFED:|\n")

@@ -1,12 +1,12 @@
-"""tunesmith.transcribe and tunesmith.pitch: melody audio to ABC, and the tools that measure it."""
+"""tunesmith.transcriber.model and tunesmith.audio.pitch: melody audio to ABC, and the tools that measure it."""
 
 import numpy as np
 import pytest
 
-from tunesmith import synth
-from tunesmith.pitch import PitchTrack
-from tunesmith.synth import NoteEvent, note_events
-from tunesmith.transcribe import (
+from tunesmith.audio import synth
+from tunesmith.audio.pitch import PitchTrack
+from tunesmith.audio.synth import NoteEvent, note_events
+from tunesmith.transcriber.model import (
     TranscribedNote,
     Transcription,
     TranscriptionError,

@@ -8,8 +8,9 @@ import textwrap
 import pytest
 import requests
 
-from tunesmith import paths, workshop
-from tunesmith.server import Server, ServerError, free_port
+from tunesmith import paths
+from tunesmith.workshop import notebook as workshop
+from tunesmith.serving.launcher import Server, ServerError, free_port
 
 pytestmark = [pytest.mark.server]
 

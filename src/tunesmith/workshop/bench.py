@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .client import GrpcMusicClient, MusicClient
-from .server import Server, free_port
+from tunesmith import paths
+from tunesmith.serving.client import GrpcMusicClient, MusicClient
+from tunesmith.serving.launcher import Server, free_port
 
 PROMPT = "a lively reel in D major"
 
@@ -83,8 +83,8 @@ def grpc_call(address: str, bars: int, version: str | None = None):
 
 
 def in_process_call(model_dir: Path, bars: int):
-    from .generator import TuneGenerator
-    from .prompt import parse_prompt
+    from tunesmith.generator.model import TuneGenerator
+    from tunesmith.generator.prompt import parse_prompt
 
     settings = json.loads((model_dir / "model-settings.json").read_text())
     extra = settings.get("parameters", {}).get("extra", {})
@@ -149,7 +149,7 @@ def model_server(models: Path, *, batching: bool = True, overrides: dict | None 
         folder: the model folder to serve.
 
     Yields:
-        The running :class:`~tunesmith.server.Server`; it stops and its folder is removed after.
+        The running :class:`~tunesmith.serving.launcher.Server`; it stops and its folder is removed after.
     """
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as scratch:
         only = model_variant(models, Path(scratch) / "models", batching=batching, folder=folder)
@@ -162,11 +162,11 @@ def model_server(models: Path, *, batching: bool = True, overrides: dict | None 
 def classifier_call(url: str, seconds: float = 10.0):
     """A function ``call(i) -> label`` asking ``style-classifier`` about one recording over REST.
 
-    The recording is a reel rendered by :mod:`tunesmith.synth` at dance tempo, ``seconds`` long
+    The recording is a reel rendered by :mod:`tunesmith.audio.synth` at dance tempo, ``seconds`` long
     (one crop of the model's features), as a WAV file.
     """
-    from .audio import encode_wav
-    from .synth import render
+    from tunesmith.audio.io import encode_wav
+    from tunesmith.audio.synth import render
 
     reel = "X:1\nM:2/2\nL:1/8\nR:reel\nK:Edor\n|:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|\n"
     samples = render(reel, tempo=220, instrument="flute", sample_rate=22050)[: int(seconds * 22050)]
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models = args.models
     if models is None:
-        from .stages import materialize
+        from tunesmith.workshop.stages import materialize
 
         models = paths.BUILD / "bench" / "models"
         materialize("solution", models, backup=False)

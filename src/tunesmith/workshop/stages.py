@@ -21,8 +21,8 @@ moved to ``backups/models-<timestamp>/``, so a reset never destroys a learner's 
 
 Command line (used by ``make stage-N`` and ``make up``)::
 
-    python -m tunesmith.stages stage-2
-    python -m tunesmith.stages solution --into build/platform/models --no-backup
+    python -m tunesmith.workshop.stages stage-2
+    python -m tunesmith.workshop.stages solution --into build/platform/models --no-backup
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import paths
+from tunesmith import paths
 
 TAG = "materialize"
 NOTEBOOK_NAME = re.compile(r"^(?P<stage>\d+)\.(?P<n>\d+)-.+\.ipynb$")

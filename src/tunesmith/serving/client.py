@@ -18,7 +18,7 @@ code:
 
 Example::
 
-    from tunesmith.client import MusicClient
+    from tunesmith.serving.client import MusicClient
 
     client = MusicClient()                       # $TUNESMITH_SERVER_URL or http://127.0.0.1:8080
     abc = client.compose("a lively jig in D", seed=7)
@@ -262,8 +262,8 @@ def _wav_output(outputs: dict, model: str) -> tuple[bytes, int]:
 
 
 def _effect_names() -> tuple[str, ...]:
-    """The effect settings ``audio-fx`` takes, read from :mod:`tunesmith.effects` so they never drift."""
-    from tunesmith.effects import PARAM_RANGES
+    """The effect settings ``audio-fx`` takes, read from :mod:`tunesmith.audio.effects` so they never drift."""
+    from tunesmith.audio.effects import PARAM_RANGES
 
     return tuple(PARAM_RANGES)
 
@@ -388,7 +388,7 @@ class _MusicApi:
         Args:
             wav: the audio file's bytes (WAV, FLAC or OGG; any rate, mono or stereo).
             **params: effect settings by name (``tempo_rate=0.8``, ``reverb_mix=0.3``, ...; see
-                ``tunesmith.effects.PARAM_RANGES``); settings left out keep the model's default
+                ``tunesmith.audio.effects.PARAM_RANGES``); settings left out keep the model's default
                 (no change). The server refuses unknown names and out-of-range values.
 
         Returns:
@@ -454,7 +454,7 @@ class _MusicApi:
             ``(probabilities, embeddings)``: one ``{label: probability}`` per recording (in the
             model's label order), and the recordings' embeddings as a ``(recordings, E)`` array
             (empty ``(recordings, 0)`` if the model sends none), e.g. for
-            :func:`tunesmith.style.frechet_distance`.
+            :func:`tunesmith.style.model.frechet_distance`.
         """
         if isinstance(wavs, (bytes, bytearray, str)):
             raise TypeError("classify_many takes a list of recordings; use classify() for one")

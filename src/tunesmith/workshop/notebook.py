@@ -12,7 +12,7 @@ forget to restart; so ``start_server`` does not blindly start a new process:
   through the repository API, so the learner's terminal keeps its server and its log; one serving
   another folder (``make up``) is left alone, with an error saying how to stop it;
 * nothing answers: a new ``mlserver start`` is launched in the background (see
-  :mod:`tunesmith.server`); it outlives the kernel, so the next notebook reuses it;
+  :mod:`tunesmith.serving.launcher`); it outlives the kernel, so the next notebook reuses it;
 * something else holds the port: an error says how to pick other ports.
 
 Ports come from the environment (``HTTP_PORT``, ``GRPC_PORT``, ``METRICS_PORT``; default 8080,
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import requests
 
-from . import paths
-from .server import Server, ServerError, port_in_use, stop_pid_file
+from tunesmith import paths
+from tunesmith.serving.launcher import Server, ServerError, port_in_use, stop_pid_file
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
 FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded
@@ -141,7 +141,7 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
         timeout: seconds to wait for all models to load.
 
     Returns:
-        A :class:`~tunesmith.server.Server`; ``server.http_url`` and ``server.grpc_address`` say
+        A :class:`~tunesmith.serving.launcher.Server`; ``server.http_url`` and ``server.grpc_address`` say
         where it listens.
 
     Raises:

@@ -34,7 +34,7 @@ from music21 import bar, converter, meter, repeat, stream
 from music21 import tempo as m21tempo
 from scipy.signal import butter, lfilter
 
-from tunesmith.audio import peak_normalise
+from tunesmith.audio.io import peak_normalise
 
 DEFAULT_TEMPO = 120
 """Quarter notes per minute when neither the caller nor the tune's Q: field sets a tempo.

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from tunesmith.abc import bar_checks, pitches, read_tune
+from tunesmith.music.abc import bar_checks, pitches, read_tune
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

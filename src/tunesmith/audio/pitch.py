@@ -1,6 +1,6 @@
 """Melody audio to notes in seconds: preparation, pYIN pitch tracking and note segmentation.
 
-This is the signal-processing half of the transcriber (:mod:`tunesmith.transcribe` turns the notes
+This is the signal-processing half of the transcriber (:mod:`tunesmith.transcriber.model` turns the notes
 into beats, a key, a meter and ABC). It works on whatever a learner records: any sample rate, mono
 or stereo, integer or float samples, silence before and after.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from tunesmith.audio import mono_samples
+from tunesmith.audio.io import mono_samples
 
 ANALYSIS_RATE = 11025
 """Sample rate the melody is analysed at, in Hz."""

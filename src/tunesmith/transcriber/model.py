@@ -2,7 +2,7 @@
 
 :func:`transcribe` runs four steps:
 
-1. **Notes in seconds** (:mod:`tunesmith.pitch`): pYIN pitch tracking and note segmentation.
+1. **Notes in seconds** (:mod:`tunesmith.audio.pitch`): pYIN pitch tracking and note segmentation.
 2. **Notes in beats.** Folk tunes are written mostly in eighth notes (``L:1/8``), so the most
    common time between onsets is taken as an eighth; that fixes the tempo up to the usual
    octave ambiguity (a tune in quarter notes at 60 reads as eighths at 120), which is steered by
@@ -27,7 +27,7 @@
 The module also holds the tools to measure it: :func:`voice_like` renders a tune the way a person
 might hum it (vibrato, breath noise, a drifting tempo, slightly off-pitch notes), and
 :func:`note_accuracy` scores a transcription against the tune's notes.
-``python -m tunesmith.transcribe --eval`` runs the round trip on tunes of the test split.
+``python -m tunesmith.transcriber.model --eval`` runs the round trip on tunes of the test split.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tunesmith import pitch
-from tunesmith.pitch import NoteSegment, PitchError, PitchTrack
+from tunesmith.audio import pitch
+from tunesmith.audio.pitch import NoteSegment, PitchError, PitchTrack
 
 DEFAULT_MAX_SECONDS = 60.0
 """Longest recording :func:`transcribe` accepts unless the caller says otherwise."""
@@ -760,7 +760,7 @@ def voice_like(
 ) -> np.ndarray:
     """Render a tune the way a person might hum or whistle it, to test the transcriber.
 
-    Unlike :func:`tunesmith.synth.render`, which plays in perfect time and tune, this adds what
+    Unlike :func:`tunesmith.audio.synth.render`, which plays in perfect time and tune, this adds what
     makes real performances hard to transcribe: a tempo that drifts slowly (two sine waves with
     periods of 16 to 48 beats and random phases, together within +/- ``tempo_drift``, warp the
     beat-to-seconds mapping), onsets a few milliseconds early
@@ -770,7 +770,7 @@ def voice_like(
     Everything random comes from ``seed``.
 
     Args:
-        abc: an ABC tune, or a :class:`tunesmith.synth.Tune`.
+        abc: an ABC tune, or a :class:`tunesmith.audio.synth.Tune`.
         seed: seed of every random choice.
         tempo: quarter notes per minute; ``None`` uses the tune's Q: field or the synth's default.
         vibrato_cents: vibrato depth (peak deviation), cents.
@@ -785,7 +785,7 @@ def voice_like(
         Mono float32 samples with peak 0.9.
 
     Raises:
-        tunesmith.synth.SynthError: the ABC cannot be played or would be too long.
+        tunesmith.audio.synth.SynthError: the ABC cannot be played or would be too long.
     """
     return _voice_like(
         abc, seed=seed, tempo=tempo, vibrato_cents=vibrato_cents, noise_db=noise_db, tempo_drift=tempo_drift,
@@ -799,8 +799,8 @@ def _voice_like(
     """:func:`voice_like`, also returning each note's onset in seconds (for checking the timing)."""
     from scipy.signal import butter, sosfilt
 
-    from tunesmith import synth
-    from tunesmith.audio import peak_normalise
+    from tunesmith.audio import synth
+    from tunesmith.audio.io import peak_normalise
 
     tune = abc if isinstance(abc, synth.Tune) else synth.parse_tune(abc)
     bpm = float(tempo or tune.tempo or synth.DEFAULT_TEMPO)
@@ -922,7 +922,7 @@ def note_accuracy(
     tolerance), computed exactly by a greedy pass per pitch.
 
     Args:
-        reference_events: the tune's notes, e.g. :func:`tunesmith.synth.note_events`; objects with
+        reference_events: the tune's notes, e.g. :func:`tunesmith.audio.synth.note_events`; objects with
             ``pitch`` (``None`` for rests, which are ignored) and ``onset`` in quarter notes.
         transcribed_notes: e.g. :attr:`Transcription.notes`; same attributes.
         onset_tolerance: in quarter notes; the default, a 32nd note, asks for the exact sixteenth.
@@ -957,13 +957,13 @@ def note_accuracy(
 
 
 def excerpt(abc: str, bars: int = 8, max_quarters: float = 40.0):
-    """The first ``bars`` bars of a tune (repeats expanded) as a :class:`tunesmith.synth.Tune`.
+    """The first ``bars`` bars of a tune (repeats expanded) as a :class:`tunesmith.audio.synth.Tune`.
 
     Counting starts at the first note, so a pickup counts towards the first bar. Tunes in long
     bars (4/2, 6/2, 4/1) are cut after ``max_quarters`` quarter notes instead, so no excerpt
     lasts much more than 25 seconds at the evaluation's tempos.
     """
-    from tunesmith import synth
+    from tunesmith.audio import synth
 
     tune = synth.parse_tune(abc)
     beats, unit = (int(v) for v in (tune.meter or "4/4").split("/"))
@@ -1007,8 +1007,8 @@ def evaluate(
         tempo agreement (within 4%, allowing half or double), and wall-clock and CPU seconds per
         transcription.
     """
-    from tunesmith import synth
-    from tunesmith.corpus import ensure_splits, read_split
+    from tunesmith.audio import synth
+    from tunesmith.music.corpus import ensure_splits, read_split
 
     ensure_splits()
     every = read_split("test")
@@ -1076,7 +1076,7 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tunesmith.transcribe --eval [--n 40]``, or ``python -m tunesmith.transcribe FILE``."""
+    """``python -m tunesmith.transcriber.model --eval [--n 40]``, or ``python -m tunesmith.transcriber.model FILE``."""
     parser = argparse.ArgumentParser(description="Transcribe a melody recording to ABC, or evaluate the transcriber.")
     parser.add_argument("audio", nargs="?", help="an audio file to transcribe (WAV, FLAC, OGG, ...)")
     parser.add_argument("--eval", action="store_true", help="round trip on the test split and print a table")
@@ -1090,7 +1090,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.audio:
         parser.error("give an audio file, or --eval")
-    from tunesmith.audio import decode_audio
+    from tunesmith.audio.io import decode_audio
 
     with open(args.audio, "rb") as fh:
         samples, rate = decode_audio(fh.read())

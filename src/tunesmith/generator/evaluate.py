@@ -1,11 +1,11 @@
-"""Evaluate tune checkpoints: ``python -m tunesmith.evaluate`` (``make eval``).
+"""Evaluate tune checkpoints: ``python -m tunesmith.generator.evaluate`` (``make eval``).
 
 Without ``--checkpoint`` every shipped generator is evaluated (``tune-generator`` v1 and, when
 present, ``tune-generator-v2``) and a side-by-side table follows; ``--checkpoint PATH`` (repeatable)
 chooses others.
 
 Generates seeded tunes over a grid of tune types and keys with bar-aware decoding (with and
-without the key prior) and with plain sampling, scores them with :mod:`tunesmith.metrics`, scores a sample of real tunes from
+without the key prior) and with plain sampling, scores them with :mod:`tunesmith.generator.quality`, scores a sample of real tunes from
 the held-out test split as a reference row, prints a table and writes ``eval.json``.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.abc import Header
-from tunesmith.corpus import ensure_splits, read_split
-from tunesmith.generator import TuneGenerator
-from tunesmith.metrics import (
+from tunesmith.music.abc import Header
+from tunesmith.music.corpus import ensure_splits, read_split
+from tunesmith.generator.model import TuneGenerator
+from tunesmith.generator.quality import (
     RunIndex,
     bar_checks_of,
     estimated_key,
@@ -31,9 +31,9 @@ from tunesmith.metrics import (
     pitch_histogram,
     tonic_and_mode,
 )
-from tunesmith.abc import read_tune
+from tunesmith.music.abc import read_tune
 from tunesmith import paths
-from tunesmith.train import DEFAULT_OUT
+from tunesmith.generator.train import DEFAULT_OUT
 
 VERSIONS = {"v1": DEFAULT_OUT, "v2": paths.CHECKPOINTS / "tune-generator-v2"}
 

@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.signal import butter, oaconvolve, sosfilt
 
-from tunesmith.audio import mono_samples
+from tunesmith.audio.io import mono_samples
 
 PEAK_LIMIT = 0.99
 """Peak that output louder than full scale is scaled down to (a little headroom below 1.0)."""

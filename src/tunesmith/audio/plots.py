@@ -9,7 +9,7 @@ still shows inline in Jupyter and in ``gr.Plot``.
 Example::
 
     import soundfile, io
-    from tunesmith.plots import waveform, spectrogram
+    from tunesmith.audio.plots import waveform, spectrogram
     samples, sr = soundfile.read(io.BytesIO(wav_bytes))
     waveform(samples, sr).savefig("wave.png")
 """

@@ -1,6 +1,6 @@
 """Free text to generation headers with sentence embeddings: "a sad lullaby" -> minor, slow, 6/8.
 
-The keyword parser (:func:`tunesmith.prompt.parse_prompt`) only knows what a request spells out:
+The keyword parser (:func:`tunesmith.generator.prompt.parse_prompt`) only knows what a request spells out:
 "music for a wedding dance" names no rhythm, key or tempo, so it gets the defaults. This encoder
 also reads what a request *means*. It embeds the request with a sentence-embedding model and
 compares it with a few dozen labelled phrases (``prompt_prototypes.json``: tune types, moods,
@@ -45,8 +45,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tunesmith.abc import Header
-from tunesmith.prompt import DEFAULT, RHYTHM_METERS, parse_prompt
+from tunesmith.music.abc import Header
+from tunesmith.generator.prompt import DEFAULT, RHYTHM_METERS, parse_prompt
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ DEFAULT_KEYS = {"major": DEFAULT.key, "minor": "Em"}
 E minor, the most common minor key of the training corpus, for minor."""
 
 TEMPO_BPM = {"slow": 72, "moderate": 108, "lively": 138, "fast": 168}
-"""Quarter notes per minute for each tempo class - the unit :func:`tunesmith.synth.render`
+"""Quarter notes per minute for each tempo class - the unit :func:`tunesmith.audio.synth.render`
 takes. At 138 the eighth notes of a jig or reel run at a session-like 4.6 per second."""
 TEMPO_RANGE = (20, 400)
-"""Tempos accepted from the text (same bounds as :data:`tunesmith.synth.TEMPO_RANGE`, repeated
+"""Tempos accepted from the text (same bounds as :data:`tunesmith.audio.synth.TEMPO_RANGE`, repeated
 here so that encoding prompts does not import music21)."""
 DEFAULT_TEMPO = "moderate"
 
@@ -132,7 +132,7 @@ def load_prototypes(path: str | Path = PROTOTYPES_FILE) -> list[Prototype]:
 
     Returns:
         The prototypes; a phrase labelled with a tune type also carries that type's meter
-        from :data:`tunesmith.prompt.RHYTHM_METERS`, so meter probabilities come for free.
+        from :data:`tunesmith.generator.prompt.RHYTHM_METERS`, so meter probabilities come for free.
 
     Raises:
         ValueError: a label names an unknown field or value.

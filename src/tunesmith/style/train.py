@@ -1,7 +1,7 @@
-"""Train and evaluate the rhythm classifier of :mod:`tunesmith.style` on synthesized audio.
+"""Train and evaluate the rhythm classifier of :mod:`tunesmith.style.model` on synthesized audio.
 
-``python -m tunesmith.style_train`` renders labelled tunes of the corpus splits with
-:mod:`tunesmith.synth`, varies how they are played, trains the model on the **train** split, watches
+``python -m tunesmith.style.train`` renders labelled tunes of the corpus splits with
+:mod:`tunesmith.audio.synth`, varies how they are played, trains the model on the **train** split, watches
 the **validation** split and reports on the **test** split (balanced accuracy, confusion
 matrix). It writes the checkpoint folder: weights, config, ``eval.json``, ``confusion_matrix.png``
 and the model card ``README.md``.
@@ -13,11 +13,11 @@ jig in 9/8, reels and hornpipes in 2/2, 2/4 or 4/4. Ryan's Mammoth Collection fi
 rhythms with too few tunes to learn or test (strathspey: 57 train, 1 validation, 4 test tunes; air,
 waltz, slide, march: fewer). See :func:`tune_class`.
 
-**Augmentation.** Every clip is a different performance: a random :data:`~tunesmith.style.CROP_SECONDS`
-stretch of the tune (repeats played out), a random instrument of :data:`tunesmith.synth.INSTRUMENTS`,
-a random tempo, and random mild effects from :func:`tunesmith.effects.apply_chain` (reverb, delay,
+**Augmentation.** Every clip is a different performance: a random :data:`~tunesmith.style.model.CROP_SECONDS`
+stretch of the tune (repeats played out), a random instrument of :data:`tunesmith.audio.synth.INSTRUMENTS`,
+a random tempo, and random mild effects from :func:`tunesmith.audio.effects.apply_chain` (reverb, delay,
 pitch shift, gain) plus background noise. Tempos are in bars per minute
-(:data:`tunesmith.abc.DANCE_BARS_PER_MINUTE`): each rhythm's usual range widened by 20 % either
+(:data:`tunesmith.music.abc.DANCE_BARS_PER_MINUTE`): each rhythm's usual range widened by 20 % either
 way, so the ranges overlap (a fast hornpipe is quicker than a slow reel). Overlap alone does not
 keep speed out of the model, though: trained on such tempos only, it called most slow reels and
 jigs hornpipes (test balanced accuracy fell from about 84 % to 67 % when every class was played
@@ -35,7 +35,7 @@ tunes are also played as *whole performances* (the first :data:`EXCERPT_BARS` wr
 repeats played out, one tempo, instrument and effect setting each) and judged as the classifier
 judges any longer audio, by averaging the probabilities of its crops. That is the unit the
 classifier meets in use (whole tunes sent to the server, generated tunes played by
-:mod:`tunesmith.synth`), so the model card leads with it and gives the single-clip figure beside it.
+:mod:`tunesmith.audio.synth`), so the model card leads with it and gives the single-clip figure beside it.
 
 Rendered features are cached per clip under ``data/cache/style-classifier/`` (one ``.npz`` per
 setting of the renderer), so a re-run only renders what is new. All randomness is seeded.
@@ -57,9 +57,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tunesmith import paths, style
-from tunesmith.abc import BAR_TOKENS, DANCE_BARS_PER_MINUTE, meter_length, read_tune, render_tune
-from tunesmith.corpus import ABC_DIR, ensure_splits, read_split
+from tunesmith import paths
+from tunesmith.style import model as style
+from tunesmith.music.abc import BAR_TOKENS, DANCE_BARS_PER_MINUTE, meter_length, read_tune, render_tune
+from tunesmith.music.corpus import ABC_DIR, ensure_splits, read_split
 
 CLASSES = ("reel", "jig", "hornpipe", "slip jig")
 """The rhythms the classifier tells apart, in output order."""
@@ -77,7 +78,7 @@ CHECKPOINT = paths.CHECKPOINTS / "style-classifier"
 CACHE_DIR = paths.DATA / "cache" / "style-classifier"
 EXCERPT_BARS = 12
 """Written bars of each tune that are rendered: with repeats played out, enough for a
-:data:`~tunesmith.style.CROP_SECONDS` crop at the fastest tempo, and parsing a few bars is
+:data:`~tunesmith.style.model.CROP_SECONDS` crop at the fastest tempo, and parsing a few bars is
 several times quicker than parsing the whole tune (music21 copies the score to expand repeats)."""
 RENDER_VERSION = 2
 """Bump when the rendering or augmentation changes, so cached features are not reused."""
@@ -87,7 +88,7 @@ def tune_class(abc: str) -> str | None:
     """The class of a canonical tune from its ``R:`` and ``M:`` fields, or ``None`` to leave it out.
 
     Args:
-        abc: a canonical tune (see :mod:`tunesmith.abc`).
+        abc: a canonical tune (see :mod:`tunesmith.music.abc`).
 
     Returns:
         One of :data:`CLASSES`, or ``None``.
@@ -163,7 +164,7 @@ class Performance:
     """How one clip is played; drawn by :func:`draw_performance` and kept for the record."""
 
     bars_per_minute: float
-    tempo: float  # quarter notes per minute, as tunesmith.synth.render takes it
+    tempo: float  # quarter notes per minute, as tunesmith.audio.synth.render takes it
     instrument: str
     start_fraction: float  # where the crop starts, as a fraction of the room left in the tune
     reverb_room: float
@@ -204,7 +205,7 @@ def draw_performance(rng: np.random.Generator, label: str, meter: str, tempo_mod
     Returns:
         The :class:`Performance`.
     """
-    from tunesmith.synth import INSTRUMENTS, TEMPO_RANGE
+    from tunesmith.audio.synth import INSTRUMENTS, TEMPO_RANGE
 
     low, high = tempo_range(label, tempo_mode)
     bars = float(np.exp(rng.uniform(np.log(low), np.log(high))))
@@ -239,7 +240,7 @@ def play(
     short one.
 
     Args:
-        tune: a :class:`tunesmith.synth.Tune`.
+        tune: a :class:`tunesmith.audio.synth.Tune`.
         performance: tempo, instrument, crop and effects.
         rng: for the background noise.
         seconds: length of the crop; ``None`` plays the whole tune (a whole performance).
@@ -249,8 +250,8 @@ def play(
     """
     from dataclasses import replace
 
-    from tunesmith.effects import EffectParams, apply_chain
-    from tunesmith.synth import render
+    from tunesmith.audio.effects import EffectParams, apply_chain
+    from tunesmith.audio.synth import render
 
     sr = style.FEATURE_SAMPLE_RATE
     if seconds is None:
@@ -310,7 +311,7 @@ def render_job(job: Job) -> list[tuple[str, np.ndarray | None, np.ndarray | None
         ``(key, lags, stats, record)`` per clip; ``lags`` is ``None`` when the tune cannot be
         rendered (the record says why).
     """
-    from tunesmith.synth import SynthError, parse_tune
+    from tunesmith.audio.synth import SynthError, parse_tune
 
     try:
         tune = parse_tune(excerpt(job.abc))
@@ -554,7 +555,7 @@ def train(
     average_from: int = 0,
     log=print,
 ) -> tuple["style.StyleClassifier", dict]:
-    """Train a :class:`tunesmith.style.StyleNet`, keeping the weights best on validation.
+    """Train a :class:`tunesmith.style.model.StyleNet`, keeping the weights best on validation.
 
     Args:
         train_set: training clips.
@@ -564,7 +565,7 @@ def train(
         patience: stop after this many epochs without a better validation score.
         batch_size: clips per step.
         lr: AdamW learning rate (cosine-decayed to zero over ``epochs``).
-        absolute: see :attr:`tunesmith.style.StyleConfig.absolute`.
+        absolute: see :attr:`tunesmith.style.model.StyleConfig.absolute`.
         average_from: if positive, the model is the average of the weights at the end of every
             epoch from this one on (stochastic weight averaging, with batch-norm statistics
             recomputed on the training clips) instead of the single epoch best on validation.
@@ -740,8 +741,8 @@ def plot_confusion(matrix: list[list[int]], path: Path, title: str) -> None:
 
 
 def predict_latency(model: "style.StyleClassifier", repeats: int = 5) -> float:
-    """Median seconds for :meth:`~tunesmith.style.StyleClassifier.predict` on 10 s of rendered audio."""
-    from tunesmith.synth import render
+    """Median seconds for :meth:`~tunesmith.style.model.StyleClassifier.predict` on 10 s of rendered audio."""
+    from tunesmith.audio.synth import render
 
     tune = "X:1\nM:6/8\nL:1/8\nK:D\n|:d2A AFA|dfe dBA|d2A AFA|Bee e2f:|\n"
     audio = render(tune, tempo=180, sample_rate=22050)[: 22050 * 10]
@@ -760,7 +761,7 @@ def predict_latency(model: "style.StyleClassifier", repeats: int = 5) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Command line: ``python -m tunesmith.style_train [--quick] [--out DIR] ...``.
+    """Command line: ``python -m tunesmith.style.train [--quick] [--out DIR] ...``.
 
     Returns:
         The evaluation record written to ``eval.json``.
@@ -1016,7 +1017,7 @@ embedding for comparing sets of tunes with a Fréchet distance (as FID does for 
 
 ```python
 from tunesmith import paths
-from tunesmith.style import StyleClassifier, frechet_distance
+from tunesmith.style.model import StyleClassifier, frechet_distance
 
 model = StyleClassifier.from_pretrained(paths.CHECKPOINTS / "style-classifier")
 model.predict(samples, sample_rate)      # {{"reel": 0.91, "jig": 0.02, ...}}
@@ -1028,12 +1029,12 @@ frechet_distance(generated_embeddings, real_embeddings)
 Files: `config.json` (labels, layer sizes, feature settings, training record),
 `model.safetensors` ({results['parameters']:,} parameters, {results['weights_bytes'] / 1024:.0f} KiB),
 `eval.json` (every number below, per-epoch history), `confusion_matrix.png`.
-Retrain with `python -m tunesmith.style_train` (clip features are cached under
+Retrain with `python -m tunesmith.style.train` (clip features are cached under
 `data/cache/style-classifier/`; `--quick` is a smoke run of a few clips).
 
 ## Model
 
-Features (`tunesmith/style.py`): the autocorrelation of the onset-strength envelope and of the
+Features (`tunesmith/style/model.py`): the autocorrelation of the onset-strength envelope and of the
 chroma sequence of a {style.CROP_SECONDS:g} s crop, on a logarithmic lag axis
 ({style.LAG_MIN:g}-{style.LAG_MAX:g} s, {style.BINS_PER_OCTAVE} bins per octave), plus four spectral
 statistics. Rhythm is how notes group into beats and bars, which shows as autocorrelation peaks at
@@ -1047,7 +1048,7 @@ layer (the embedding) and a linear output layer.{absolute_text}
 ## Data
 
 Tunes with an `R:` field from music21's corpus (O'Neill's *Music of Ireland*, Ryan's Mammoth
-Collection, Aird's Airs), split by `tunesmith.corpus`. The class is the `R:` field checked against
+Collection, Aird's Airs), split by `tunesmith.music.corpus`. The class is the `R:` field checked against
 the meter: jig in 6/8, slip jig in 9/8 (Ryan's 9/8 "jigs", such as *Rocky Road to Dublin*, are slip
 jigs and count as such), reel and hornpipe in 2/2, 2/4 or 4/4. Ryan's 2/4 and 2/2 "jigs" (American
 clog-dance tunes) are left out. Strathspeys (57 / 1 / 4 tunes in train / validation / test) are
@@ -1058,10 +1059,10 @@ waltzes, slides and marches have fewer than 30 tunes each.
 |---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
-Every clip is a new synthesized performance (`tunesmith.synth`): a random {style.CROP_SECONDS:g} s
+Every clip is a new synthesized performance (`tunesmith.audio.synth`): a random {style.CROP_SECONDS:g} s
 stretch of the tune's first {EXCERPT_BARS} written bars with repeats played out, a random instrument
 (fiddle, flute, whistle, harp, piano, sine), a random tempo, and random mild effects
-(`tunesmith.effects`: reverb half the time, delay a quarter of the time, pitch shift up to ±4
+(`tunesmith.audio.effects`: reverb half the time, delay a quarter of the time, pitch shift up to ±4
 semitones 30 % of the time, gain ±6 dB) plus white noise at 10-40 dB SNR 40 % of the time.
 Training clips are balanced by class (slip jigs, with fewer tunes, are played more times each).
 Validation tunes are played as {settings['val_variants']} random 10 s clips and
@@ -1081,7 +1082,7 @@ tempos here: {train_tempo}. Validation and test clips and performances use the r
 
 **Unit.** The headline figure judges one whole performance per request (see *Data*), because
 that is how the classifier is used: the server receives whole audio, and the tunes it compares
-(generated tunes played by `tunesmith.synth`, the real tunes they are compared with) are whole
+(generated tunes played by `tunesmith.audio.synth`, the real tunes they are compared with) are whole
 performances, not arbitrary 10 s windows. The figure for a single 10 s clip, the least audio
 the model is built for, is given beside it.
 
@@ -1115,9 +1116,9 @@ One 10 s clip each:
   a hornpipe in even eighths is rhythmically a reel (a player would swing it and play it slower):
   most errors are between these two. Hornpipes written with dotted rhythms are rarely missed.
 * Speed still counts for something, as it does for a listener: an even-eighth reel played far
-  below dance tempo is heard as a hornpipe (at `tunesmith.synth`'s default 120 quarter notes per
+  below dance tempo is heard as a hornpipe (at `tunesmith.audio.synth`'s default 120 quarter notes per
   minute a 2/2 reel runs at 30 bars per minute). Render tunes at their rhythm's tempo
-  (`tunesmith.abc.dance_tempo(abc)`, quarter notes per minute) before classifying or comparing them.
+  (`tunesmith.music.abc.dance_tempo(abc)`, quarter notes per minute) before classifying or comparing them.
 * The test split is small ({n_test_tunes} tunes, only {counts['test']['slip jig']} slip jigs), so the
   figures above move by several points with the random performances drawn and the training seed:
   one slip jig tune judged wrong costs {25 / counts['test']['slip jig']:.0f} points of balanced accuracy. The

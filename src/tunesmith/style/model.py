@@ -16,7 +16,7 @@ scale-transform rhythm features, which ``librosa.fmt`` computes; a learnt shift-
 bank keeps the relative *positions* of peaks, which the scale-transform magnitude blurs.) The
 invariance is not complete: attacks, vibrato and reverb have fixed lengths in seconds, so their
 traces sit at fixed lags and betray the speed, and a network trained on tempos that differ by class
-learns to read them. :mod:`tunesmith.style_train` therefore draws half of the training tempos from
+learns to read them. :mod:`tunesmith.style.train` therefore draws half of the training tempos from
 one range shared by all classes. A second channel holds the same log-lag autocorrelation of the
 chroma (pitch-class) sequence, because melodic figures repeat with the beat and the bar too, and
 it survives where the onsets are soft (a hummed or legato tune). Four tempo-free spectral
@@ -54,7 +54,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunesmith.audio import mono_samples
+from tunesmith.audio.io import mono_samples
 
 FEATURE_SAMPLE_RATE = 16000
 """Audio is resampled to this rate before analysis: it keeps everything up to 8 kHz (all a fiddle
@@ -372,7 +372,7 @@ class StyleClassifier:
         if config.feature != feature_settings():
             raise ValueError(
                 f"{folder} was trained with feature settings {config.feature}, but this code computes "
-                f"{feature_settings()}; retrain with python -m tunesmith.style_train"
+                f"{feature_settings()}; retrain with python -m tunesmith.style.train"
             )
         net = StyleNet(config)
         net.load_state_dict(load_file(str(weights_path)))
@@ -438,10 +438,10 @@ class StyleClassifier:
             ``{label: probability}``.
 
         Raises:
-            tunesmith.audio.AudioError: the bytes are not usable audio.
+            tunesmith.audio.io.AudioError: the bytes are not usable audio.
             StyleInputError: the audio cannot be judged.
         """
-        from tunesmith.audio import decode_audio
+        from tunesmith.audio.io import decode_audio
 
         samples, rate = decode_audio(data, sample_rate=FEATURE_SAMPLE_RATE, max_seconds=max_seconds)
         return self.predict(samples, rate)

@@ -15,7 +15,7 @@ printed collections, and because the bar-aware decoder needs every symbol to hav
 
 The hand-written lexer exists because music21's ABC reader is far too slow to run over 13,000
 tunes in seconds and does not give back a symbol stream to train on; music21 is still the judge
-of whether a generated tune parses (see :mod:`tunesmith.metrics`).
+of whether a generated tune parses (see :mod:`tunesmith.generator.quality`).
 """
 
 from __future__ import annotations

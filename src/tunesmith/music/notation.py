@@ -5,12 +5,12 @@ however, is written in C++ and ends the whole Python process with a segmentation
 malformed input (text without an ``X:`` line, an unbalanced body such as ``]]]] (((``). A tune
 written by a small language model can be malformed, and a crash must not take the Gradio app or a
 notebook kernel down with it. So each rendering runs in a short-lived child process
-(``python -m tunesmith.notation``, reading a JSON request on stdin); starting it costs a few tens
+(``python -m tunesmith.music.notation``, reading a JSON request on stdin); starting it costs a few tens
 of milliseconds, and a crash there becomes a :class:`NotationError` here.
 
 Example::
 
-    from tunesmith.notation import abc_to_svg
+    from tunesmith.music.notation import abc_to_svg
     svg = abc_to_svg("X:1\\nT:Scale\\nM:4/4\\nL:1/8\\nK:D\\nDEFG ABcd|]\\n")
 """
 
@@ -78,7 +78,7 @@ def abc_to_svg_pages(abc: str, options: dict | None = None, timeout: float = REN
     request = json.dumps({"abc": abc, "options": {**DEFAULT_OPTIONS, **(options or {})}})
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "tunesmith.notation"],
+            [sys.executable, "-m", "tunesmith.music.notation"],
             input=request,
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 """Build the training corpus from the ABC tunes that ship inside music21.
 
-``python -m tunesmith.corpus`` (``make data``) reads every ``*.abc`` file of music21's corpus,
-normalises each tune with :func:`tunesmith.abc.normalise_tune`, skips (and counts) those it
+``python -m tunesmith.music.corpus`` (``make data``) reads every ``*.abc`` file of music21's corpus,
+normalises each tune with :func:`tunesmith.music.abc.normalise_tune`, skips (and counts) those it
 cannot normalise, and writes three splits to ``data/abc/{train,validation,test}.abc``. The split
 of a tune is decided by a hash of its canonical content, so it is the same on every machine and
 a tune that appears twice in the corpus (several collections share tunes) lands in one split.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith import paths
-from tunesmith.abc import NormaliseError, normalise_tune, read_tune, render_tune
+from tunesmith.music.abc import NormaliseError, normalise_tune, read_tune, render_tune
 
 SPLITS = ("train", "validation", "test")
 ABC_DIR = paths.DATA / "abc"
@@ -183,7 +183,7 @@ def ensure_splits(data_dir: Path = ABC_DIR) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m tunesmith.corpus [--out DIR] [--limit N]``."""
+    """Command line: ``python -m tunesmith.music.corpus [--out DIR] [--limit N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ABC_DIR, help="folder for the split files")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N raw tunes")

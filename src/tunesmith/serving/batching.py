@@ -11,7 +11,7 @@ error to *every* request of the batch: one caller's unreadable audio file become
 seven strangers, naming a row they never sent.
 
 :func:`isolate_failures` changes what happens after a merged batch fails with a client error (an
-``MLServerError`` with a 4xx status, such as :class:`tunesmith.serving.BadInput`): each request of
+``MLServerError`` with a 4xx status, such as :class:`tunesmith.serving.inputs.BadInput`): each request of
 the batch is run again on its own, so the good ones get their answers and the bad one its own
 ``400``. Server errors (5xx) still fail the batch as before; retrying cannot fix them. A batch
 that succeeds is untouched, so the fast path costs nothing.

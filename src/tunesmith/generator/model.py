@@ -1,6 +1,6 @@
 """Generate folk tunes with the trained model, optionally with bar-aware decoding.
 
-Every token of the canonical ABC vocabulary has a known length (see :mod:`tunesmith.abc`), so
+Every token of the canonical ABC vocabulary has a known length (see :mod:`tunesmith.music.abc`), so
 the decoder can keep count of the current bar and mask what would break it:
 
 * notes and rests longer than what is left of the bar are masked;
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tunesmith.abc import (
+from tunesmith.music.abc import (
     BAR_TOKENS,
     TUPLET,
     UNIT,
@@ -50,8 +50,8 @@ from tunesmith.abc import (
     split_tune,
     symbol_length,
 )
-from tunesmith.metrics import profile, tonic_and_mode
-from tunesmith.tokenizer import header_ids
+from tunesmith.generator.quality import profile, tonic_and_mode
+from tunesmith.generator.tokenizer import header_ids
 
 
 TICKS = 24  # integer ticks per eighth note: exact for triplets of lengths down to /8

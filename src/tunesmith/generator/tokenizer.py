@@ -1,6 +1,6 @@
 """The ABC tokenizer: one token per canonical musical symbol.
 
-A word-level vocabulary over whitespace-separated canonical symbols (see :mod:`tunesmith.abc`) is
+A word-level vocabulary over whitespace-separated canonical symbols (see :mod:`tunesmith.music.abc`) is
 used instead of BPE because every token must be exactly one note, rest, triplet mark, bar line
 or header: then each token has a known length and the bar-aware decoder can work token by token.
 It is built with the ``tokenizers`` library and wrapped as a transformers
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from tunesmith.abc import Header, read_tune
+from tunesmith.music.abc import Header, read_tune
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]

@@ -1,4 +1,4 @@
-"""Train the tune model: ``python -m tunesmith.train`` (``make train``).
+"""Train the tune model: ``python -m tunesmith.generator.train`` (``make train``).
 
 Builds the tokenizer on the training split, initialises a small Llama-style causal LM from a
 config (nothing is downloaded), trains it for a fixed number of steps with a seeded data order,
@@ -23,9 +23,9 @@ from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from tunesmith import paths
-from tunesmith.abc import NormaliseError, key_signature, read_tune, render_tune, transpose
-from tunesmith.corpus import ABC_DIR, COLLECTIONS, ensure_splits, read_split
-from tunesmith.tokenizer import build_tokenizer, encode_tune, tune_symbols
+from tunesmith.music.abc import NormaliseError, key_signature, read_tune, render_tune, transpose
+from tunesmith.music.corpus import ABC_DIR, COLLECTIONS, ensure_splits, read_split
+from tunesmith.generator.tokenizer import build_tokenizer, encode_tune, tune_symbols
 
 DEFAULT_OUT = paths.CHECKPOINTS / "tune-generator"
 QUICK_OUT = paths.BUILD / "quick-tune-generator"  # never overwrites the shipped checkpoint
@@ -85,7 +85,7 @@ def augment(tunes: list[str], copies: int, rng: random.Random) -> list[str]:
 def from_collections(tunes: list[str], collections: tuple[str, ...] | None) -> list[str]:
     """Keep the tunes whose ``%source`` line names one of ``collections`` (all when ``None``).
 
-    The split files record each tune's collection (see :mod:`tunesmith.corpus`), so a model can
+    The split files record each tune's collection (see :mod:`tunesmith.music.corpus`), so a model can
     be trained on one kind of music, e.g. the dance collections without the Essen songs.
     """
     if not collections:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from . import paths
+from tunesmith import paths
 
 DEFAULT_SETTINGS = paths.SETTINGS / "settings.json"
 

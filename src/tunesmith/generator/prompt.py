@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from tunesmith.abc import Header
+from tunesmith.music.abc import Header
 
 DEFAULT = Header(meter="4/4", key="D", rhythm=None)
 
@@ -57,7 +57,7 @@ def parse_prompt(text: str) -> Header:
         text: free text such as ``"a slow waltz in A minor"`` or ``"reel, Em"``.
 
     Returns:
-        The :class:`~tunesmith.abc.Header` to generate with. A named tune type sets the rhythm and
+        The :class:`~tunesmith.music.abc.Header` to generate with. A named tune type sets the rhythm and
         its usual meter; an explicit ``6/8`` overrides the meter; the key defaults to D major and
         the meter to 4/4.
 

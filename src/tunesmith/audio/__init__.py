@@ -1,0 +1,1 @@
+"""Sound: audio file I/O, the synthesizer, effects, pitch tracking and plots."""

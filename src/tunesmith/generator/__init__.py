@@ -1,0 +1,1 @@
+"""The folk-tune generator: tokenizer, model and decoder, prompts, training, evaluation, quality measures."""

@@ -1,0 +1,1 @@
+"""Music theory and notation: ABC parsing and rendering, keys, engraving, the tune corpus."""

@@ -1,0 +1,1 @@
+"""Hum to tune: a melody recording -> ABC notation, its evaluation and command line."""

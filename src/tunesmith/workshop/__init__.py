@@ -1,0 +1,1 @@
+"""Running the workshop: the notebooks' server helper, stage snapshots, and the benchmark."""
