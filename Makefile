@@ -24,10 +24,6 @@ export HOST HTTP_PORT GRPC_PORT METRICS_PORT UI_PORT
 PLATFORM := build/platform/models
 SERVER_URL := http://$(HOST):$(HTTP_PORT)
 PORTS := --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
-# Nothing here may reach for a model hub at run time.
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export GRADIO_ANALYTICS_ENABLED := False
 
 .PHONY: help setup serve app up stop test test-fast data train train-v2 train-classifier eval bench \
         stage-1 stage-2 stage-3 solution platform clean

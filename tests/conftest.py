@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import tunesmith  # noqa: F401  (importing the package makes the whole test process offline)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tunesmith import paths
+from tunesmith import offline, paths
 from tunesmith.workshop import stages
 from tunesmith.serving.launcher import free_port, stop_pid_file
 
@@ -48,9 +48,7 @@ class Workspace:
             "HTTP_PORT": str(self.http_port),
             "GRPC_PORT": str(free_port()),
             "METRICS_PORT": str(free_port()),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "GRADIO_ANALYTICS_ENABLED": "False",
+            **offline.ENVIRONMENT,
         }
         self.run_dir = paths.RUN / f"notebook-{self.http_port}"
         self.executed: list[str] = []

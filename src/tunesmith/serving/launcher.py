@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from tunesmith import paths
+from tunesmith import offline, paths
 
 DEFAULT_SETTINGS = paths.SETTINGS / "settings.json"
 
@@ -161,9 +161,7 @@ class Server:
                 )
         self.prepare()
         mlserver = Path(sys.executable).with_name("mlserver")
-        env = {**os.environ, **self.env}
-        env.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
-        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env = offline.enforce({**os.environ, **self.env})  # the runtimes never reach for a hub
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(mlserver), "start", str(self.run_dir)],
