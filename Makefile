@@ -12,6 +12,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+TUNESMITH := $(PY) -m tunesmith  # the `tunesmith` command, run by the environment's Python
 STAMP := $(VENV)/.installed
 
 HOST ?= 127.0.0.1
@@ -44,22 +45,22 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 setup: $(STAMP) ## Create .venv and install everything (runs once; again when requirements change)
 
 serve: setup ## Run MLServer on your models/ in this terminal (Ctrl-C stops it)
-	$(PY) -m tunesmith.serving.launcher serve --models models --name serve $(PORTS)
+	$(TUNESMITH) serve --models models --name serve $(PORTS)
 
 app: setup ## Run the Gradio UI against the server at HOST:HTTP_PORT
 	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
 
 platform: setup ## Build the finished platform (every stage's models) into build/platform/models
-	$(PY) -m tunesmith.workshop.stages solution --into $(PLATFORM) --no-backup
+	$(TUNESMITH) stage solution --into $(PLATFORM) --no-backup
 
 up: platform ## Run the finished platform: server + UI (your models/ is not touched)
-	trap '$(PY) -m tunesmith.serving.launcher stop --name platform' EXIT
-	$(PY) -m tunesmith.serving.launcher start --models $(PLATFORM) --name platform $(PORTS)
+	trap '$(TUNESMITH) stop --name platform' EXIT
+	$(TUNESMITH) start --models $(PLATFORM) --name platform $(PORTS)
 	echo "UI on http://$(HOST):$(UI_PORT)  (Ctrl-C stops the UI and the server)"
 	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
 
 stop: ## Stop every server started from this repository
-	@$(PY) -m tunesmith.serving.launcher stop
+	@$(TUNESMITH) stop
 
 test: setup ## Run the whole test suite (unit, runtimes, real server, notebooks, UI)
 	$(PY) -m pytest
@@ -68,13 +69,13 @@ test-fast: setup ## Run only the quick tests (no server, notebooks or browser)
 	$(PY) -m pytest -m "not server and not notebooks and not ui and not browser"
 
 data: setup ## Extract and split the ABC tunes from music21's corpus into data/abc/
-	$(PY) -m tunesmith.music.corpus
+	$(TUNESMITH) data
 
 train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
-	$(PY) -m tunesmith.generator.train
+	$(TUNESMITH) train generator
 
 train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoints/tune-generator-v2
-	$(PY) -m tunesmith.generator.train --out checkpoints/tune-generator-v2 --steps 800 --augment 4 \
+	$(TUNESMITH) train generator --out checkpoints/tune-generator-v2 --steps 800 --augment 4 \
 	    --collections oneills1850,ryansMammoth,airdsAirs
 
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
@@ -86,21 +87,21 @@ eval: setup ## Print quality tables: both generator versions, the transcriber, t
 	$(PY) -m tunesmith.style.train --evaluate
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
-	$(PY) -m tunesmith.workshop.bench
+	$(TUNESMITH) bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)
-	$(PY) -m tunesmith.workshop.stages stage-1 --into models
+	$(TUNESMITH) stage stage-1 --into models
 
 stage-2: setup ## Reset models/ to the start of stage 2 (everything stage 1 builds)
-	$(PY) -m tunesmith.workshop.stages stage-2 --into models
+	$(TUNESMITH) stage stage-2 --into models
 
 stage-3: setup ## Reset models/ to the start of stage 3 (everything stages 1 and 2 build)
-	$(PY) -m tunesmith.workshop.stages stage-3 --into models
+	$(TUNESMITH) stage stage-3 --into models
 
 solution: setup ## Put the finished platform in models/ (your models/ is backed up first)
-	$(PY) -m tunesmith.workshop.stages solution --into models
+	$(TUNESMITH) stage solution --into models
 
 clean: ## Remove generated files (.run, build, caches); keeps .venv, models/ and backups/
-	-$(PY) -m tunesmith.serving.launcher stop 2>/dev/null
+	-$(TUNESMITH) stop 2>/dev/null
 	rm -rf .run build .pytest_cache data/abc
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
