@@ -18,7 +18,7 @@ UI_TEST_SERVER_ENV = "TUNESMITH_UI_TEST_SERVER"
 
 @pytest.fixture(scope="session")
 def app_module():
-    """``app/app.py`` as a module (``build_app``, ``compose``, ``launch_options``, ...)."""
+    """``app/app.py`` as a module (``build_app``, ``launch_options``, ``TABS``, ...)."""
     return load_app_module()
 
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 from gradio_client import Client
 
-from ui_launch import launched
+from ui_launch import launched, load_app_module
 
 pytestmark = pytest.mark.ui
 
@@ -16,11 +16,12 @@ COMPOSE_INPUTS = ["prompt", "temperature", "tempo", "instrument", "seed", "bars"
 COMPOSE_OUTPUTS = ["message", "abc", "notation", "audio", "waveform", "spectrogram"]
 
 
-def test_instruments_are_the_synthesizers(app_module):
+def test_instruments_are_the_synthesizers():
     from tunesmith.audio.synth import INSTRUMENTS
 
-    assert app_module.INSTRUMENTS == INSTRUMENTS
-    assert app_module.DEFAULT_INSTRUMENT in INSTRUMENTS
+    common = load_app_module("app.common")
+    assert common.INSTRUMENTS == INSTRUMENTS
+    assert common.DEFAULT_INSTRUMENT in INSTRUMENTS
 
 
 def test_compose_endpoint_signature(app_module, closed_url):

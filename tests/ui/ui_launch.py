@@ -1,12 +1,14 @@
-"""Loading the app from ``app/app.py`` and launching it on a free port, for the UI tests.
+"""Loading the app (the ``app`` package: ``app/app.py`` and its sections) and launching it on a free
+port, for the UI tests.
 
-The app is run as ``python -m app`` from the repository root, outside the installed package; it
-is loaded here from its file so the tests do not depend on the directory pytest starts from.
+The app is run as ``python -m app`` from the repository root, outside the installed package; the
+repository root is put on ``sys.path`` here so the tests do not depend on the directory pytest
+starts from.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from contextlib import contextmanager
 
@@ -14,16 +16,12 @@ from tunesmith import paths
 from tunesmith.serving.launcher import free_port
 
 
-def load_app_module():
-    """``app/app.py`` as a module (``build_app``, ``compose``, ``launch_options``, ...)."""
-    name = "tunesmith_ui_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, paths.REPO / "app" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def load_app_module(name: str = "app.app"):
+    """A module of the app: ``app.app`` (``build_app``, ``launch_options``, ...) unless ``name`` says
+    another, e.g. ``app.common`` or ``app.sections.effects``."""
+    if str(paths.REPO) not in sys.path:
+        sys.path.append(str(paths.REPO))
+    return importlib.import_module(name)
 
 
 @contextmanager
