@@ -9,7 +9,10 @@ import pytest
 
 from tunesmith import paths
 from tunesmith.style import model as style
+from tunesmith.style import data as style_data
+from tunesmith.style import evaluate as style_evaluate
 from tunesmith.style import train as style_train
+from tunesmith.style.card import model_card
 from tunesmith.audio.io import encode_wav
 from tunesmith.style.model import StyleClassifier, StyleInputError, frechet_distance
 from tunesmith.audio.synth import render
@@ -61,7 +64,7 @@ def test_checkpoint_is_small_and_pickle_free():
     assert not any(name.endswith((".pt", ".pth", ".bin", ".pkl")) for name in files)
     assert sum(p.stat().st_size for p in CHECKPOINT.iterdir()) < 1_000_000
     record = json.loads((CHECKPOINT / "eval.json").read_text())
-    assert record["labels"] == list(style_train.CLASSES)
+    assert record["labels"] == list(style_data.CLASSES)
     assert 0.0 <= record["test"]["balanced_accuracy"] <= 1.0
 
 
@@ -203,23 +206,23 @@ def test_loading_refuses_other_feature_settings(model, tmp_path):
 def test_tune_class_checks_the_meter(rhythm, meter, expected):
     r_line = f"R:{rhythm}\n" if rhythm else ""
     abc = f"X:1\nM:{meter}\nL:1/8\n{r_line}K:D\nABcd efga | ABcd efga |]\n"
-    assert style_train.tune_class(abc) == expected
+    assert style_data.tune_class(abc) == expected
 
 
-def test_excerpt_keeps_a_cut_repeat_playable():
+def test_opening_bars_keep_a_cut_repeat_playable():
     tune = "X:1\nM:2/2\nL:1/8\nK:D\n|: ABcd efga | ABcd efga | ABcd efga | ABcd efga :|\n"
-    cut = style_train.excerpt(tune, bars=3)
+    cut = style_data.opening_bars(tune, bars=3)
     assert cut.rstrip().endswith(":|")
     assert cut.count("|") == 3 + 1  # the opening |: and three bar lines
     plain = "X:1\nM:2/2\nL:1/8\nK:D\nABcd efga | ABcd efga | ABcd efga | ABcd efga |]\n"
-    assert style_train.excerpt(plain, bars=2).rstrip().endswith("|]")
-    assert style_train.excerpt(plain, bars=40) == plain
+    assert style_data.opening_bars(plain, bars=2).rstrip().endswith("|]")
+    assert style_data.opening_bars(plain, bars=40) == plain
 
 
 def test_tempo_ranges_overlap_and_shared_mode_is_one_range():
-    ranges = [style_train.tempo_range(c) for c in style_train.CLASSES]
+    ranges = [style_data.tempo_range(c) for c in style_data.CLASSES]
     assert max(r[0] for r in ranges) < min(r[1] for r in ranges)  # a tempo every class can have
-    shared = {style_train.tempo_range(c, "shared") for c in style_train.CLASSES}
+    shared = {style_data.tempo_range(c, "shared") for c in style_data.CLASSES}
     assert len(shared) == 1
 
 
@@ -233,7 +236,7 @@ def test_quick_training_runs_end_to_end(tmp_path):
     assert np.asarray(saved["test"]["confusion_matrix"]).shape == (4, 4)
     assert list((tmp_path / "cache").glob("clips-*.npz"))
     model = StyleClassifier.from_pretrained(out)
-    assert model.labels == list(style_train.CLASSES)
+    assert model.labels == list(style_data.CLASSES)
     whole = results["test_performances"]
     performances = sum(v["performances"] for v in whole["counts"].values())
     assert np.sum(whole["performance_confusion_matrix"]) == performances > 0
@@ -244,29 +247,37 @@ def test_quick_training_runs_end_to_end(tmp_path):
 def test_evaluate_measures_a_checkpoint_without_training_it(tmp_path, capsys):
     shipped = paths.CHECKPOINTS / "style-classifier"
     before = (shipped / "model.safetensors").read_bytes()
-    results = style_train.main(["--quick", "--evaluate", str(shipped), "--cache", str(tmp_path / "cache")])
+    results = style_evaluate.main(["--quick", "--checkpoint", str(shipped), "--cache", str(tmp_path / "cache")])
     assert set(results) == {"test", "test_performances"}
     printed = capsys.readouterr().out
     assert "balanced accuracy" in printed and "per performance" in printed and "true \\ predicted" in printed
     assert (shipped / "model.safetensors").read_bytes() == before  # measured, not rewritten
 
 
+def test_the_shipped_model_card_is_its_evaluation_record_filled_in():
+    record = json.loads((CHECKPOINT / "eval.json").read_text())
+    card = model_card(record)
+    assert "${" not in card
+    assert f"**{record['test_performances']['performance_balanced_accuracy']:.1%}**" in card
+    assert card == (CHECKPOINT / "README.md").read_text(encoding="utf-8")
+
+
 def test_a_whole_performance_is_cut_into_crops_that_stay_together(tmp_path):
-    grouped = {c: [] for c in style_train.CLASSES}
+    grouped = {c: [] for c in style_data.CLASSES}
     grouped["jig"] = [JIG]
-    jobs = style_train.plan_split(grouped, per_class=None, variants=1, seed=1, split="test", whole=True)
-    results = style_train.render_job(jobs[0][0])
+    jobs = style_data.plan_split(grouped, per_class=None, variants=1, seed=1, split="test", whole=True)
+    results = style_data.render_job(jobs[0][0])
     assert len(results) >= 2  # 16 bars of a jig at dance tempo last longer than one crop
-    cache = style_train.FeatureCache(tmp_path)
+    cache = style_data.FeatureCache(tmp_path)
     cache.items = {key: (lags, stats) for key, lags, stats, _ in results}
-    data = style_train.build_dataset(jobs, cache, workers=1)
+    data = style_data.build_dataset(jobs, cache, workers=1)
     assert len(data.labels) == len(results)
     assert set(data.performances.tolist()) == {0}
     assert data.counts()["jig"] == {"clips": len(results), "performances": 1, "tunes": 1}
 
 
 def test_absolute_tempo_layer_round_trips(tmp_path, jig_audio):
-    config = style.StyleConfig(labels=list(style_train.CLASSES), absolute=8)
+    config = style.StyleConfig(labels=list(style_data.CLASSES), absolute=8)
     model = StyleClassifier(config)
     model.save_pretrained(tmp_path)
     loaded = StyleClassifier.from_pretrained(tmp_path)
