@@ -54,10 +54,7 @@ platform: setup ## Build the finished platform (every stage's models) into build
 	$(TUNESMITH) stage solution --into $(PLATFORM) --no-backup
 
 up: platform ## Run the finished platform: server + UI (your models/ is not touched)
-	trap '$(TUNESMITH) stop --name platform' EXIT
-	$(TUNESMITH) start --models $(PLATFORM) --name platform $(PORTS)
-	echo "UI on http://$(HOST):$(UI_PORT)  (Ctrl-C stops the UI and the server)"
-	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
+	$(TUNESMITH) up --models $(PLATFORM) --name platform $(PORTS) --ui-port $(UI_PORT)
 
 stop: ## Stop every server started from this repository
 	@$(TUNESMITH) stop
@@ -83,8 +80,8 @@ train-classifier: setup ## Retrain the style classifier into checkpoints/style-c
 
 eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier
 	$(PY) -m tunesmith.generator.evaluate
-	$(PY) -m tunesmith.transcriber.model --eval --n 40
-	$(PY) -m tunesmith.style.train --evaluate
+	$(PY) -m tunesmith.transcriber.evaluate --n 40
+	$(PY) -m tunesmith.style.evaluate
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
 	$(TUNESMITH) bench

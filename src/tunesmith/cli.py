@@ -8,6 +8,7 @@ command runs: ``tunesmith --help`` and ``tunesmith stop`` answer without loading
     tunesmith serve --models models           # MLServer in the foreground (Ctrl-C stops it)
     tunesmith start --models build/platform/models --name platform
     tunesmith stop
+    tunesmith up                              # the finished platform: server + UI (make up)
     tunesmith stage stage-2 --into models     # models/ as at the start of stage 2 (backed up first)
     tunesmith data                            # extract and split the corpus
     tunesmith train generator | style [...]   # retrain a model
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "serve": ("tunesmith.serving.launcher", ["serve"], "run MLServer on a models folder until Ctrl-C"),
     "start": ("tunesmith.serving.launcher", ["start"], "start MLServer in the background and wait until it is ready"),
     "stop": ("tunesmith.serving.launcher", ["stop"], "stop the servers started from this repository"),
+    "up": ("tunesmith.workshop.up", [], "run the finished platform: the server and the UI, stopped together"),
     "stage": ("tunesmith.workshop.stages", [], "rebuild a models folder as at the start of a stage (stage-1 ... solution)"),
     "data": ("tunesmith.music.corpus", [], "extract the ABC corpus from music21 and split it by tune"),
     "bench": ("tunesmith.workshop.bench", [], "print the latency, batching and worker tables"),

@@ -17,6 +17,9 @@ the tests (a real server on free ports)::
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
+import fcntl
 import json
 import os
 import random
@@ -25,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,6 +79,96 @@ class ServerError(RuntimeError):
     """The server did not come up; the message carries the end of its log."""
 
 
+PORT_LOCKS = Path(tempfile.gettempdir())
+"""Where the per-port lock files live. ``port_in_use`` alone cannot stop two launchers started at
+the same instant (both see the ports free, and gRPC binds with SO_REUSEPORT, so the loser even
+shares the gRPC port); an exclusive ``flock`` per port can. The server process inherits the locks
+and holds them as long as it lives, also after a ``start`` launcher has exited."""
+
+
+def _lock_ports(ports: list[int]) -> list[int]:
+    """Take an exclusive lock for each port, or raise :class:`ServerError` naming the taken one."""
+    fds: list[int] = []
+    for port in ports:
+        fd = os.open(PORT_LOCKS / f"tunesmith-port-{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        fds.append(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            for held in fds:
+                os.close(held)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ServerError(
+                f"port {port} is taken by another workshop server that is starting or running: stop it "
+                f"(`make stop`) or choose other ports, e.g. `make serve HTTP_PORT=9080 GRPC_PORT=9081 "
+                f"METRICS_PORT=9082`"
+            ) from None
+    return fds
+
+
+def end_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the launching thread ends.
+
+    This is what keeps a server from outliving a launcher that is killed outright (SIGKILL, an
+    out-of-memory kill), where no signal handler of the launcher's can run. Linux only
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere the launcher's signal handlers are the only guard.
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+END_WITH_PID = "TUNESMITH_END_WITH_PID"
+"""Environment variable naming a process whose end ends the server (see :func:`end_when_gone`)."""
+
+
+def end_when_gone(pid: int | None = None, interval: float = 1.0) -> None:
+    """In the server process: end it (SIGTERM to itself) once process ``pid`` has ended.
+
+    For a server that must outlive its launcher but not the program around it: a notebook's server
+    is reused by the next notebook's kernel, yet must not outlive the Jupyter server (or the test
+    run) that started those kernels. ``pid`` defaults to :data:`END_WITH_PID` from the environment;
+    without one this does nothing.
+    """
+    import threading
+
+    if pid is None:
+        value = os.environ.get(END_WITH_PID, "")
+        if not value.isdigit():
+            return
+        pid = int(value)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name=f"end-with-{pid}", daemon=True).start()
+
+
+def command_line(pid: int) -> str:
+    """The command line of process ``pid`` ("" if there is none), to check a pid before signalling it."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return ""
+    except OSError:
+        return ""
+    result = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
 class Server:
     """A ``mlserver start`` child process with merged settings.
 
@@ -85,6 +179,11 @@ class Server:
         host, http_port, grpc_port, metrics_port: override the settings file when given.
         overrides: any other server setting, e.g. ``{"parallel_workers": 0}``.
         env: extra environment variables for the server process.
+        bound_to_parent: end the server when this process ends, even when it is killed outright.
+            True for launchers that own their server (``make serve``, ``make up``, tests, the
+            benchmark); False where the server must outlive its launcher (``tunesmith start``, a
+            notebook's server that the next notebook reuses). On Linux the tie is to the *thread*
+            that calls :meth:`start`: call it from a thread that lives as long as the server.
     """
 
     def __init__(
@@ -98,6 +197,7 @@ class Server:
         metrics_port: int | None = None,
         overrides: dict | None = None,
         env: dict | None = None,
+        bound_to_parent: bool = True,
     ):
         self.models_dir = Path(models_dir).resolve()
         settings = json.loads(Path(settings_file).read_text())
@@ -118,6 +218,7 @@ class Server:
         settings.setdefault("metrics_dir", str(self.run_dir / "metrics"))
         self.log_path = self.run_dir / "mlserver.log"
         self.env = env or {}
+        self.bound_to_parent = bound_to_parent
         self.process: subprocess.Popen | None = None
 
     # -- addresses -----------------------------------------------------------------------------
@@ -152,13 +253,25 @@ class Server:
 
     def start(self, wait: bool = True, timeout: float = 120.0) -> "Server":
         """Start ``mlserver start`` in the background; by default wait until it is ready."""
-        for key in ("http_port", "grpc_port", "metrics_port"):
-            if port_in_use(self.settings[key], self.host):
-                raise ServerError(
-                    f"port {self.settings[key]} ({key}) is already in use: stop the other server "
-                    f"(`make stop`) or choose another port, e.g. `make serve HTTP_PORT=9080 "
-                    f"GRPC_PORT=9081 METRICS_PORT=9082`"
-                )
+        port_keys = ("http_port", "grpc_port", "metrics_port")
+        locks = _lock_ports([self.settings[key] for key in port_keys])
+        try:
+            for key in port_keys:
+                if port_in_use(self.settings[key], self.host):
+                    raise ServerError(
+                        f"port {self.settings[key]} ({key}) is already in use: stop the other server "
+                        f"(`make stop`) or choose another port, e.g. `make serve HTTP_PORT=9080 "
+                        f"GRPC_PORT=9081 METRICS_PORT=9082`"
+                    )
+            self._spawn(locks)
+        finally:
+            for fd in locks:  # the server holds its own copies of the locks from here on
+                os.close(fd)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def _spawn(self, locks: list[int]) -> None:
         self.prepare()
         mlserver = Path(sys.executable).with_name("mlserver")
         env = offline.enforce({**os.environ, **self.env})  # the runtimes never reach for a hub
@@ -169,11 +282,11 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # so stop() can end the server and its workers together
+            pass_fds=locks,
+            preexec_fn=end_with_parent if self.bound_to_parent else None,
         )
+        log.close()  # the child has its own copy
         (self.run_dir / "pid").write_text(str(self.process.pid))
-        if wait:
-            self.wait_ready(timeout)
-        return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Poll ``/v2/health/ready`` until every model is loaded; raise with the log if it dies."""
@@ -188,6 +301,28 @@ class Server:
                 pass
             time.sleep(0.3)
         raise ServerError(f"mlserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def models(self) -> list[dict]:
+        """Every model the server knows, from ``POST /v2/repository/index``: name, version, state, reason.
+
+        A model whose folder is broken (bad JSON, a runtime that fails to import or to load) is
+        listed as ``UNAVAILABLE`` with the reason, while every other model keeps serving.
+        """
+        response = requests.post(self.http_url + "/v2/repository/index", json={}, timeout=10)
+        response.raise_for_status()
+        return sorted(response.json(), key=lambda m: (m.get("name", ""), m.get("version") or ""))
+
+    def report(self) -> str:
+        """One line per model: which serve, and why any other does not."""
+        lines = []
+        for model in self.models():
+            label = model["name"] + (f" ({model['version']})" if model.get("version") else "")
+            if model.get("state") == "READY":
+                lines.append(f"  ready      {label}")
+            else:
+                reason = model.get("reason") or "no reason given"
+                lines.append(f"  NOT READY  {label}: {model.get('state')}: {reason}")
+        return "\n".join(lines) or "  (no models)"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -238,10 +373,18 @@ def _stop_group(pid: int, timeout: float, process: subprocess.Popen | None = Non
 
 
 def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> bool:
-    """Stop a server started earlier (e.g. by ``make serve`` in another terminal)."""
+    """Stop a server started earlier (e.g. by ``make serve`` in another terminal).
+
+    The pid is checked first: only a process whose command line names this run folder is signalled.
+    A pid file left by a server that died (its pid possibly reused by an unrelated program since) is
+    removed without signalling anything.
+    """
     try:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
+        return False
+    if str(pid_file.parent) not in command_line(pid):
+        pid_file.unlink(missing_ok=True)
         return False
     _stop_group(pid, timeout)
     pid_file.unlink(missing_ok=True)
@@ -287,6 +430,27 @@ def _server_from_args(args: argparse.Namespace) -> Server | None:
     )
 
 
+class Stopped(Exception):
+    """Raised in the main thread by SIGTERM or SIGHUP, so ``finally`` blocks stop what was started."""
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP (a closed terminal) into :class:`Stopped`, as Ctrl-C is KeyboardInterrupt.
+
+    A launcher whose server runs in a session of its own must forward these itself: the terminal
+    does not deliver them to that session, so without this the server would keep running and keep
+    its ports after the launcher is gone.
+    """
+
+    def handler(signum, frame):
+        for ignored in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
+            signal.signal(ignored, signal.SIG_IGN)
+        raise Stopped(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,20 +471,26 @@ def main(argv: list[str] | None = None) -> int:
     server = _server_from_args(args)
     if server is None:
         return 1
+    server.bound_to_parent = args.command == "serve"
+    stop_on_signals()
     try:
         server.start(wait=False)
         print(f"mlserver starting on {server.http_url} (gRPC {server.grpc_address}); log: {server.log_path}")
         server.wait_ready()
-    except ServerError as exc:
-        print(exc, file=sys.stderr)
+        report = server.report()
+        if server.process.poll() is not None:  # never say "ready" for a server that is gone
+            raise ServerError(f"mlserver exited with code {server.process.returncode}:\n{server.log_tail()}")
+    except (ServerError, KeyboardInterrupt, Stopped) as exc:
+        print(exc if isinstance(exc, ServerError) else f"stopping ({type(exc).__name__} {exc})", file=sys.stderr)
         server.stop()
         return 1
+    print(report)
     print(f"ready: {server.http_url}/v2/models/<name>/infer  metrics: {server.metrics_url}", flush=True)
     if args.command == "start":
         return 0
     try:
         server.process.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     finally:
         server.stop()

@@ -12,7 +12,8 @@ forget to restart; so ``start_server`` does not blindly start a new process:
   through the repository API, so the learner's terminal keeps its server and its log; one serving
   another folder (``make up``) is left alone, with an error saying how to stop it;
 * nothing answers: a new ``mlserver start`` is launched in the background (see
-  :mod:`tunesmith.serving.launcher`); it outlives the kernel, so the next notebook reuses it;
+  :mod:`tunesmith.serving.launcher`); it outlives the kernel, so the next notebook reuses it, and
+  ends with the Jupyter server that ran the kernel (closing Jupyter leaves no server behind);
 * something else holds the port: an error says how to pick other ports.
 
 Ports come from the environment (``HTTP_PORT``, ``GRPC_PORT``, ``METRICS_PORT``; default 8080,
@@ -30,7 +31,7 @@ from pathlib import Path
 import requests
 
 from tunesmith import paths
-from tunesmith.serving.launcher import Server, ServerError, port_in_use, stop_pid_file
+from tunesmith.serving.launcher import END_WITH_PID, Server, ServerError, command_line, port_in_use, stop_pid_file
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
 FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded
@@ -61,10 +62,10 @@ def fingerprint(models_dir: str | Path) -> str:
 
 
 def _alive(pid_file: Path) -> bool:
+    """Is the server of this run folder running? (A pid alone could be a reused one.)"""
     try:
-        os.kill(int(pid_file.read_text()), 0)
-        return True
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return str(pid_file.parent) in command_line(int(pid_file.read_text()))
+    except (FileNotFoundError, ValueError):
         return False
 
 
@@ -186,7 +187,10 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
             f"port {port['http_port']} is used by a program this workshop did not start. Stop it, or "
             f"choose other ports: set HTTP_PORT, GRPC_PORT and METRICS_PORT before starting Jupyter."
         )
-    server = Server(models_dir=models_dir, name=f"notebook-{port['http_port']}", **port)
+    # The server outlives this kernel, so the next notebook reuses it, but not the Jupyter server (or
+    # test run) that started the kernel: it ends when the kernel's parent process ends.
+    server = Server(models_dir=models_dir, name=f"notebook-{port['http_port']}", bound_to_parent=False,
+                    env={END_WITH_PID: str(os.getppid())}, **port)
     fingerprint_before = fingerprint(models_dir)  # a file written while loading counts as a change
     server.start(timeout=timeout)
     (server.run_dir / FINGERPRINT).write_text(fingerprint_before)
