@@ -110,3 +110,13 @@ def test_the_versions_are_different_models(generator, v2):
     inputs = [column("prompt", "BYTES", ["a reel in G"]), column("seed", "INT64", [5]), column("bars", "INT32", [8])]
     assert tunes(generator, *inputs) != tunes(v2, *inputs)
     assert v2.version == "v2" and generator.version == "v1"
+
+
+def test_the_v2_folder_is_the_v1_folder_with_another_version_and_weights(platform_models):
+    v1, v2 = platform_models / "tune-generator", platform_models / "tune-generator-v2"
+    assert (v2 / "generator_runtime.py").read_bytes() == (v1 / "generator_runtime.py").read_bytes()
+    settings = json.loads((v2 / "model-settings.json").read_text())
+    assert settings["parameters"].pop("version") == "v2"
+    expected = json.loads((v1 / "model-settings.json").read_text())
+    expected["parameters"].pop("version")
+    assert settings == expected

@@ -4,7 +4,16 @@ import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 from mlserver.types import InferenceRequest, RequestInput
 
-from tunesmith.serving.inputs import BadInput, limit, read_byte_items, read_bytes, read_scalar, read_strings
+from tunesmith.serving.inputs import (
+    BadInput,
+    limit,
+    read_byte_items,
+    read_bytes,
+    read_column,
+    read_scalar,
+    read_strings,
+    which_input,
+)
 
 
 def request(*inputs: RequestInput) -> InferenceRequest:
@@ -105,3 +114,69 @@ def test_limits_come_from_model_settings():
     settings = ModelSettings(name="m", implementation="mlserver.MLModel", parameters=ModelParameters(extra={"max_prompts": 8}))
     assert limit(settings, "max_prompts", 1) == 8
     assert limit(settings, "max_bars", 32) == 32
+
+
+def column(name, datatype, values, shape=None) -> RequestInput:
+    return RequestInput(name=name, datatype=datatype, shape=shape or [len(values)], data=values)
+
+
+def test_a_column_gives_one_value_per_row_from_one_value_or_one_per_row():
+    req = request(column("bars", "INT32", [4]), column("temperature", "FP32", [0.5, 1.5, 1.0]))
+    assert read_column(req, "bars", 3, kind=int, default=16) == [4, 4, 4]
+    assert read_column(req, "temperature", 3, kind=float, default=1.0) == [0.5, 1.5, 1.0]
+    assert read_column(req, "seed", 3, kind=int, default=None) == [None, None, None]
+    nested = request(column("bars", "INT64", [[2], [3]], shape=[2, 1]))
+    assert read_column(nested, "bars", 2, kind=int, default=16) == [2, 3]
+    (two,) = read_column(request(column("bars", "FP64", [2.0])), "bars", 1, kind=int, default=16)
+    assert two == 2 and isinstance(two, int)
+
+
+def test_a_column_steps_one_shared_value_across_the_rows():
+    """One seed for three prompts gives seeds s, s+1, s+2; seeds sent per row are kept as sent."""
+    assert read_column(request(column("seed", "INT64", [10])), "seed", 3, kind=int, default=0, step=1) == [10, 11, 12]
+    assert read_column(request(column("seed", "INT64", [5, 5])), "seed", 2, kind=int, default=0, step=1) == [5, 5]
+    assert read_column(request(), "seed", 2, kind=int, default=7, step=1) == [7, 8]
+
+
+def test_a_column_is_range_checked_with_the_same_message_as_a_scalar():
+    for value, kwargs in [(-1, dict(low=0, high=9)), (0.0, dict(low=0.0, high=2.0, low_inclusive=False)), (10, dict(high=9))]:
+        datatype = "FP64" if isinstance(value, float) else "INT64"
+        kind = float if isinstance(value, float) else int
+        req = request(number("x", datatype, value))
+        with pytest.raises(BadInput) as scalar:
+            read_scalar(req, "x", kind=kind, default=None, **kwargs)
+        with pytest.raises(BadInput) as per_row:
+            read_column(req, "x", 1, kind=kind, default=None, **kwargs)
+        assert str(per_row.value) == str(scalar.value)
+    assert str(per_row.value) == "input 'x' = 10 is out of range, 9]"
+
+
+@pytest.mark.parametrize(
+    "inp, kwargs, message",
+    [
+        (column("seed", "INT64", [1, 2, 3]), dict(kind=int), "input 'seed' has 3 values for 2 rows; send 1 (for all rows) or 2 "
+         "(requests merged by adaptive batching need one value per row each)"),
+        (column("seed", "BYTES", ["seven"]), dict(kind=int), "input 'seed' must be a number, got BYTES"),
+        (column("seed", "FP64", [1.5]), dict(kind=int), "input 'seed' must be a whole number, got 1.5"),
+        (column("seed", "FP64", [float("nan")]), dict(kind=int), "input 'seed' must be a whole number, got nan"),
+        (column("seed", "INT64", [1, 2], shape=[5]), dict(kind=int), "input 'seed': cannot reshape array of size 2 into shape (5,)"),
+        (column("seed", "INT64", [3, -1]), dict(kind=int, low=0, high=9), "input 'seed' = -1 is out of range [0, 9]"),
+        (column("t", "FP64", [float("nan")]), dict(kind=float, low=0.0, high=2.0, low_inclusive=False),
+         "input 't' = nan is out of range (0.0, 2.0]"),
+        (column("t", "FP32", [2.1]), dict(kind=float, low=0.0, high=2.0), "input 't' = 2.0999999046325684 is out of range [0.0, 2.0]"),
+    ],
+)
+def test_bad_columns_name_the_problem(inp, kwargs, message):
+    with pytest.raises(BadInput) as err:
+        read_column(request(inp), inp.name, 2, default=None, **kwargs)
+    assert err.value.status_code == 400
+    assert str(err.value) == message
+
+
+def test_exactly_one_of_two_alternative_inputs():
+    assert which_input(request(strings(["a jig"])), "prompt", "header") == "prompt"
+    assert which_input(request(strings(["M:6/8\nK:D"], name="header")), "prompt", "header") == "header"
+    with pytest.raises(BadInput, match=r"^missing input 'prompt' \(or 'header'\): send exactly one of the two, got neither$"):
+        which_input(request(number("seed", "INT64", 1)), "prompt", "header")
+    with pytest.raises(BadInput, match="^send exactly one of the inputs 'prompt' or 'header', got prompt and header$"):
+        which_input(request(strings(["a"]), strings(["M:6/8\nK:D"], name="header")), "prompt", "header")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from mlserver.codecs import StringCodec
+from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.errors import MLServerError
 from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, RequestInput
@@ -57,6 +57,20 @@ def find_input(request: InferenceRequest, name: str, *, required: bool = True) -
     return None
 
 
+def which_input(request: InferenceRequest, first: str, second: str) -> str:
+    """Return which of two alternative inputs was sent (e.g. ``prompt`` text or a ready ``header``).
+
+    A model that takes the same thing in two forms cannot guess which one the caller meant when
+    both arrive, nor do anything when neither does, so both cases are refused, naming the two.
+    """
+    sent = [name for name in (first, second) if find_input(request, name, required=False) is not None]
+    if not sent:
+        raise BadInput(f"missing input {first!r} (or {second!r}): send exactly one of the two, got neither")
+    if len(sent) == 2:
+        raise BadInput(f"send exactly one of the inputs {first!r} or {second!r}, got {first} and {second}")
+    return sent[0]
+
+
 def _flat(data: Any) -> list:
     """V2 allows tensor data flattened or nested row by row; work with the flat list."""
     root = getattr(data, "root", data)
@@ -87,6 +101,24 @@ def _check_datatype(inp: RequestInput, allowed: set[str]) -> None:
     if inp.datatype not in allowed:
         want = " or ".join(sorted(allowed))
         raise BadInput(f"input {inp.name!r} must be {want}, got {inp.datatype}")
+
+
+def _check_whole(name: str, value: int | float) -> None:
+    """An integer input sent as a float is accepted only when no fraction would be dropped."""
+    if isinstance(value, float) and not value.is_integer():
+        raise BadInput(f"input {name!r} must be a whole number, got {value!r}")
+
+
+def _check_range(name: str, value: int | float, low: float | None, high: float | None, low_inclusive: bool) -> None:
+    """Refuse a value outside ``low``..``high``, with the range in the message so the caller can fix it.
+
+    NaN compares false with everything, so it is refused explicitly rather than slipping through.
+    """
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    if too_low or (high is not None and value > high) or value != value:
+        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
+        hi = "" if high is None else f"{high}]"
+        raise BadInput(f"input {name!r} = {value!r} is out of range {lo}, {hi}".replace(" ,", ","))
 
 
 def read_strings(
@@ -226,16 +258,78 @@ def read_scalar(
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInput(f"input {name!r} must be a number, got {value!r}")
     if kind is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise BadInput(f"input {name!r} must be a whole number, got {value!r}")
+        _check_whole(name, value)
         value = int(value)
     else:
         value = float(value)
         if not math.isfinite(value):
             raise BadInput(f"input {name!r} must be finite, got {value!r}")
-    too_low = low is not None and (value < low if low_inclusive else value <= low)
-    if too_low or (high is not None and value > high):
-        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
-        hi = "" if high is None else f"{high}]"
-        raise BadInput(f"input {name!r} = {value!r} is out of range {lo}, {hi}".replace(" ,", ","))
+    _check_range(name, value, low, high, low_inclusive)
     return value
+
+
+def read_column(
+    request: InferenceRequest,
+    name: str,
+    rows: int,
+    *,
+    kind: type,
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    step: int | float = 0,
+) -> list:
+    """Read an optional numeric input as one value per row, sent ``[1]`` (for every row) or ``[N]``.
+
+    Adaptive batching merges concurrent requests along the first dimension, so ``seed`` ``[1]`` from
+    two callers arrives as ``seed`` ``[2]``: a runtime whose rows must each keep their own seed,
+    temperature or length reads such inputs with this instead of :func:`read_scalar`. Shapes
+    ``[N, 1]`` count as ``[N]``. Values are decoded with the input's own datatype (an ``FP32``
+    temperature is the float32 value, as the model would see it), and any numeric datatype is
+    accepted as long as the value fits ``kind``.
+
+    Args:
+        request: the inference request.
+        name: input name, e.g. ``"seed"``.
+        rows: the number of rows in the request (e.g. how many prompts were sent).
+        kind: ``int`` or ``float``; a float sent for an ``int`` must be a whole number.
+        default: the value for every row when the input is absent.
+        low, high: the allowed range; values outside it are refused with the range in the message.
+        low_inclusive: whether ``low`` itself is allowed (temperature must be > 0).
+        step: when one value stands for every row, row i gets ``value + i * step``. A seed uses 1,
+            so that rows sharing one seed (or the default) still give different results. The range
+            is checked on the values sent, not on the stepped ones.
+
+    Returns:
+        ``rows`` values, row i's value at index i.
+
+    Raises:
+        BadInput: BYTES data, data that does not match its shape, a count other than 1 or ``rows``,
+            a fraction for an ``int``, or a value out of range.
+    """
+    values = [default]
+    inp = find_input(request, name, required=False)
+    if inp is not None:
+        if inp.datatype == "BYTES":
+            raise BadInput(f"input {name!r} must be a number, got BYTES")
+        try:
+            values = NumpyCodec.decode_input(inp).reshape(-1).tolist()
+        except (ValueError, TypeError) as exc:
+            raise BadInput(f"input {name!r}: {exc}") from None
+        if len(values) not in (1, rows):
+            raise BadInput(
+                f"input {name!r} has {len(values)} values for {rows} rows; send 1 (for all rows) or {rows} "
+                "(requests merged by adaptive batching need one value per row each)"
+            )
+        checked = []
+        for value in values:
+            if kind is int:
+                _check_whole(name, value)
+            value = kind(value)
+            _check_range(name, value, low, high, low_inclusive)
+            checked.append(value)
+        values = checked
+    if len(values) == rows:
+        return values
+    return [values[0] + i * step for i in range(rows)] if step else values * rows
