@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tunesmith.audio import io as audio
 from tunesmith.audio import synth
 from tunesmith.serving.client import GrpcMusicClient, MusicClient, grpc_infer
-from tunesmith.transcriber.model import excerpt, voice_like
+from tunesmith.transcriber.voice import excerpt_tune, voice_like
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def test_audio_fx_over_grpc_takes_raw_bytes(platform_server):
 
 def hum() -> bytes:
     tune = "X:1\nM:6/8\nL:1/8\nK:G\nG3 GAB|A3 ABd|edd gdd|edB dBA|\n"
-    return audio.encode_wav(voice_like(excerpt(tune, bars=4), seed=5, tempo=110), 22050)
+    return audio.encode_wav(voice_like(excerpt_tune(tune, bars=4), seed=5, tempo=110), 22050)
 
 
 def metric_count(server, name: str, model: str) -> float:

@@ -10,7 +10,7 @@ import librosa
 import pytest
 
 from tunesmith.audio.io import encode_wav
-from tunesmith.transcriber.model import voice_like
+from tunesmith.transcriber.voice import voice_like
 from ui_browser import Browser, chromium, distinct_colours, fake_microphone_flags, screenshot
 from ui_launch import launched
 

@@ -120,3 +120,17 @@ def test_minor_tunes_written_under_a_major_signature_are_named_minor():
 )
 def test_dance_tempo_plays_each_rhythm_at_its_dance_speed(fields, tempo):
     assert dance_tempo(f"X:1\n{fields}\nL:1/8\nK:D\nABcd|") == tempo
+
+
+def test_a_header_block_reads_back_as_the_header_that_wrote_it():
+    for header in (Header(meter="6/8", key="D", rhythm="jig"), Header(meter="3/4", key="Am"), Header(rhythm="slip jig")):
+        assert Header.from_abc(header.to_abc(title="A title", index=3)) == header
+    tune = "X:1\nT:t\nM:C\nL:1/16\nR:\nK:Dmaj\nABcd|"
+    assert Header.from_abc(tune) == Header(meter="C", key="Dmaj", rhythm=None, unit="1/16")  # as written, body ignored
+
+
+@pytest.mark.parametrize("text", ["M:6/8", "K:D", "R:jig\nL:1/8", "", "a jig in D"])
+def test_a_header_without_meter_or_key_is_refused_not_guessed(text):
+    with pytest.raises(ValueError) as err:
+        Header.from_abc(text)
+    assert str(err.value) == f"{text!r} needs M: and K: lines"

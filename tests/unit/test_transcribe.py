@@ -1,4 +1,4 @@
-"""tunesmith.transcriber.model and tunesmith.audio.pitch: melody audio to ABC, and the tools that measure it."""
+"""tunesmith.transcriber and tunesmith.audio.pitch: melody audio to ABC, and the tools that measure it."""
 
 import numpy as np
 import pytest
@@ -6,17 +6,16 @@ import pytest
 from tunesmith.audio import synth
 from tunesmith.audio.pitch import PitchTrack
 from tunesmith.audio.synth import NoteEvent, note_events
+from tunesmith.transcriber.evaluate import note_accuracy
 from tunesmith.transcriber.model import (
     TranscribedNote,
     Transcription,
     TranscriptionError,
     estimate_key,
-    note_accuracy,
     notes_to_abc,
-    parse_key,
     transcribe,
-    voice_like,
 )
+from tunesmith.transcriber.voice import voice_like
 
 RATE = 22050
 FOUR_BARS = """X:1
@@ -203,16 +202,6 @@ def test_pickup_and_rests_are_written():
     abc = notes_to_abc(notes, key="G", meter="3/4", tempo=90, pickup=0.5)
     body = abc.split("K:G\n")[1]
     assert body.startswith("G | c2 z2 d2- | d4 z2 |]")
-
-
-@pytest.mark.parametrize(
-    "key, name, signature",
-    [("D", "D", {"F": 1, "C": 1}), ("Bb", "Bb", {"B": -1, "E": -1}), ("F#m", "F#m", {"F": 1, "C": 1, "G": 1}),
-     ("A dorian", "Ador", {"F": 1}), ("Gmix", "Gmix", {}), ("Ebm", "Ebm", {"B": -1, "E": -1, "A": -1, "D": -1, "G": -1, "C": -1})],
-)
-def test_parse_key_gives_the_signature(key, name, signature):
-    parsed = parse_key(key)
-    assert parsed.name == name and parsed.signature == signature
 
 
 def test_note_spelling_follows_the_key():

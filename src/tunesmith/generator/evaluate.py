@@ -29,9 +29,9 @@ from tunesmith.generator.quality import (
     key_correlation,
     parse_score,
     pitch_histogram,
-    tonic_and_mode,
 )
 from tunesmith.music.abc import read_tune
+from tunesmith.music.keys import tonic_and_mode
 from tunesmith import paths
 from tunesmith.generator.train import DEFAULT_OUT
 

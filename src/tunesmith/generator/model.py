@@ -10,8 +10,9 @@ the decoder can keep count of the current bar and mask what would break it:
 * after the requested number of bars the tune ends with ``|]`` (or ``:|``) and ``</s>``;
 * header tokens (inline key or meter changes) and first/second-ending marks are never sampled;
 * a soft key prior (:data:`KEY_WEIGHT`) favours notes that weigh heavily in the requested key's
-  Krumhansl-Kessler profile, so the tune centres on the requested tonic rather than on another
-  mode of the same key signature.
+  Krumhansl-Kessler profile (:func:`tunesmith.music.keys.key_profile`, the one the quality measures
+  score against), so the tune centres on the requested tonic rather than on another mode of the
+  same key signature.
 
 ``constrained=False`` keeps plain sampling (no masks, no key prior; it only stops at ``</s>`` or
 after the requested number of bar lines) so the difference can be shown.
@@ -44,14 +45,13 @@ from tunesmith.music.abc import (
     canonical_key,
     canonical_meter,
     format_length,
-    key_signature,
     meter_length,
     render_tune,
     split_tune,
     symbol_length,
 )
-from tunesmith.generator.quality import profile, tonic_and_mode
 from tunesmith.generator.tokenizer import header_ids
+from tunesmith.music.keys import LETTERS, NATURAL_PC, key_profile, parse_key
 
 
 TICKS = 24  # integer ticks per eighth note: exact for triplets of lengths down to /8
@@ -130,20 +130,19 @@ class BarConstraint:
             m = CANON_NOTE_RE.match(token)
             if m:
                 accidental, letter, octave, _ = m.groups()
-                self.letter[idx] = "CDEFGAB".index(letter.upper())
+                self.letter[idx] = LETTERS.index(letter.upper())
                 self.number[idx] = _pitch_number(letter, octave)
                 if accidental:
                     self.explicit[idx] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[accidental]
         self.signatures = []
         self.log_profiles = []
         for h in headers:
-            signature = key_signature(h.key)
-            self.signatures.append(np.array([signature.get(letter, 0) for letter in "CDEFGAB"]))
-            tonic, minor = tonic_and_mode(h.key)
-            logp = np.log(profile(tonic, minor))
+            key = parse_key(h.key)
+            self.signatures.append(np.array([key.signature.get(letter, 0) for letter in LETTERS]))
+            logp = np.log(key_profile(key.tonic_pc, key.minor))
             self.log_profiles.append(logp - logp.mean())
         self.carry: list[dict[int, int]] = [{} for _ in headers]  # diatonic number -> alteration
-        self._natural = np.array([0, 2, 4, 5, 7, 9, 11])
+        self._natural = np.array(NATURAL_PC)
 
     def key_bias(self, row: int) -> np.ndarray:
         """Per-token score bonus: ``key_weight`` x log key-profile weight of its pitch class."""

@@ -4,7 +4,9 @@
 * :func:`bar_checks_of` - each bar fills the meter, short bars only as pickup / at a section end;
 * :func:`key_correlation` - Pearson correlation of the tune's duration-weighted pitch-class
   histogram with the Krumhansl-Kessler profile of the *requested* key; :func:`estimated_key`
-  is the best of the 24 major/minor profiles;
+  is the best of the 24 major/minor profiles. The profiles and the reading of key names come
+  from :mod:`tunesmith.music.keys`, as the decoder's key prior does, so a tune is scored against
+  the very profile it was steered by;
 * :class:`RunIndex` - does a tune share a run of 48 symbols with any training tune
   (memorisation check).
 """
@@ -16,12 +18,8 @@ import warnings
 import numpy as np
 
 from tunesmith.music.abc import bar_checks, pitches, read_tune
+from tunesmith.music.keys import key_profile, tonic_and_mode
 
-# Krumhansl & Kessler (1982) probe-tone ratings, tonic first
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-MINOR_MODES = ("m", "dor", "phr", "loc")
 RUN_LENGTH = 48
 
 
@@ -51,17 +49,6 @@ def bar_checks_of(abc: str, meter: str | None = None) -> list[bool]:
     return bar_checks(symbols, meter or header.meter)
 
 
-def tonic_and_mode(key: str) -> tuple[int, bool]:
-    """``"F#m"`` -> (6, True): tonic pitch class and whether the minor profile applies."""
-    pc = _STEPS[key[0].upper()]
-    rest = key[1:]
-    if rest.startswith("#"):
-        pc, rest = pc + 1, rest[1:]
-    elif rest.startswith("b"):
-        pc, rest = pc - 1, rest[1:]
-    return pc % 12, rest in MINOR_MODES
-
-
 def pitch_histogram(score) -> np.ndarray:
     """Duration-weighted pitch-class histogram of a music21 score."""
     hist = np.zeros(12)
@@ -71,24 +58,19 @@ def pitch_histogram(score) -> np.ndarray:
     return hist
 
 
-def profile(tonic: int, minor: bool) -> np.ndarray:
-    """The Krumhansl-Kessler profile rotated so index 0 is pitch class C."""
-    return np.roll(KK_MINOR if minor else KK_MAJOR, tonic)
-
-
 def key_correlation(hist: np.ndarray, key: str) -> float:
     """Pearson correlation between a pitch histogram and the profile of ``key``."""
     if hist.sum() == 0 or np.allclose(hist, hist[0]):
         return 0.0
     tonic, minor = tonic_and_mode(key)
-    return float(np.corrcoef(hist, profile(tonic, minor))[0, 1])
+    return float(np.corrcoef(hist, key_profile(tonic, minor))[0, 1])
 
 
 def estimated_key(hist: np.ndarray) -> tuple[int, bool]:
     """The best-correlating of the 24 major/minor keys, as ``(tonic pitch class, minor)``."""
     best = max(
         ((t, m) for t in range(12) for m in (False, True)),
-        key=lambda tm: np.corrcoef(hist, profile(*tm))[0, 1] if hist.std() > 0 else 0,
+        key=lambda tm: np.corrcoef(hist, key_profile(*tm))[0, 1] if hist.std() > 0 else 0,
     )
     return best
 

@@ -24,19 +24,23 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from tunesmith.music.keys import (
+    LETTERS,
+    NATURAL_PC,
+    KeyNameError,
+    key_profile,
+    key_signature,
+    split_key,
+    tonic_and_mode,
+    tonic_pc,
+)
+
 UNIT = Fraction(1, 8)  # the canonical default note length, L:1/8
 
 BAR_TOKENS = ("|", "||", "|]", "|:", ":|", "::", "[1", "[2")
 SECTION_END = frozenset({":|", "::", "||", "|]"})  # a short bar may stand before these
 SECTION_START = frozenset({"|:", "::", "||", ":|"})  # ... or after these (a pickup)
 TUPLET = "(3"
-
-MODES = {
-    "": "", "maj": "", "major": "", "ion": "", "ionian": "",
-    "m": "m", "min": "m", "minor": "m", "aeo": "m", "aeolian": "m",
-    "dor": "dor", "dorian": "dor", "mix": "mix", "mixolydian": "mix",
-    "lyd": "lyd", "lydian": "lyd", "phr": "phr", "phrygian": "phr", "loc": "loc", "locrian": "loc",
-}
 
 _NOTE_RE = re.compile(r"(\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)(\d*(?:/+\d*)?)")
 CANON_NOTE_RE = re.compile(r"^(\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)(\d*(?:/\d+)?)$")
@@ -86,6 +90,28 @@ class Header:
         lines.append(f"K:{self.key}")
         return "\n".join(lines)
 
+    @classmethod
+    def from_abc(cls, text: str) -> Header:
+        """Read a header block back (the inverse of :meth:`to_abc`), e.g. one a program sent.
+
+        Unlike :func:`read_tune`, which fills in a missing meter or key for a tune already in the
+        canonical form, this refuses them: a header written by someone else that leaves out ``M:``
+        or ``K:`` is a mistake to report, and any default would generate a tune nobody asked for.
+        Values are taken as written (``"Dmaj"`` stays ``"Dmaj"``): canonicalising and checking
+        them belongs to the model that will use them.
+
+        Args:
+            text: ABC header lines (``M:``, ``K:``, optionally ``L:`` and ``R:``; others are
+                ignored), or a whole tune, whose body is ignored.
+
+        Raises:
+            ValueError: when the ``M:`` or ``K:`` line is missing; the message quotes ``text``.
+        """
+        fields, _ = split_tune(text)
+        if "M" not in fields or "K" not in fields:
+            raise ValueError(f"{text!r} needs M: and K: lines")
+        return cls(meter=fields["M"], key=fields["K"], rhythm=fields.get("R") or None, unit=fields.get("L", "1/8"))
+
     def tokens(self) -> list[str]:
         """The conditioning symbols that open every training sequence: meter, key, rhythm.
 
@@ -133,21 +159,18 @@ def canonical_meter(meter: str) -> str:
 def canonical_key(key: str) -> str:
     """Reduce a ``K:`` value to tonic plus mode suffix (``"A Dorian"`` -> ``"Ador"``).
 
+    What follows the key name (a clef, a comment) is ignored; the name is read by
+    :func:`tunesmith.music.keys.split_key`.
+
     Raises:
         NormaliseError: for keys without a tonic (``K:HP``, ``K:none``) or unknown modes.
     """
     key = key.split("%")[0].strip()
-    m = re.match(r"([A-Ga-g])([#b]?)\s*([A-Za-z]*)", key)
-    if not m:
-        raise NormaliseError(f"unsupported key {key!r}")
-    mode = m.group(3).lower()
-    if mode not in MODES:
-        mode3 = mode[:3]
-        if mode3 in MODES and len(mode) >= 3:
-            mode = mode3
-        else:
-            raise NormaliseError(f"unsupported key {key!r}")
-    return m.group(1).upper() + m.group(2) + MODES[mode]
+    try:
+        tonic, mode = split_key(key, allow_trailing=True)
+    except KeyNameError:
+        raise NormaliseError(f"unsupported key {key!r}") from None
+    return tonic + mode
 
 
 def parse_length(text: str) -> Fraction:
@@ -332,7 +355,7 @@ def modal_key(key: str, symbols: list[str]) -> str:
         return key
     # the tonic of the mode is the final note's letter with the key signature's alteration
     letter = last.group(2).upper()
-    candidate = letter + _signature(key).get(letter, "") + mode
+    candidate = letter + {1: "#", -1: "b"}.get(_major_signature(key).get(letter, 0), "") + mode
     # trust the final note only when the notes themselves fit the new key better
     hist = _pitch_classes(symbols, key)
     if _fit(hist, candidate) > _fit(hist, key):
@@ -340,51 +363,40 @@ def modal_key(key: str, symbols: list[str]) -> str:
     return key
 
 
-_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-_KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+def _major_signature(key: str) -> dict[str, int]:
+    """The key signature of a major key as written in a source, empty when none can write it.
+
+    A source may name a major key no signature has (``K:G#``); its notes are then read as written.
+    """
+    try:
+        return key_signature(key)
+    except KeyNameError:
+        return {}
 
 
 def _pitch_classes(symbols: list[str], key: str) -> list[float]:
     """Duration-weighted pitch-class histogram (accidentals not carried through the bar)."""
-    signature = _signature(key)
+    signature = _major_signature(key)
     hist = [0.0] * 12
     for symbol in symbols:
         m = CANON_NOTE_RE.match(symbol)
         if not m:
             continue
         letter = m.group(2).upper()
-        accidental = m.group(1) or signature.get(letter, "")
-        shift = {"^": 1, "^^": 2, "_": -1, "__": -2}.get(accidental.replace("#", "^").replace("b", "_"), 0)
-        hist[(_PC[letter] + shift) % 12] += float(parse_length(m.group(4)))
+        shift = _ALTER[m.group(1)] if m.group(1) else signature.get(letter, 0)
+        hist[(NATURAL_PC[LETTERS.index(letter)] + shift) % 12] += float(parse_length(m.group(4)))
     return hist
 
 
 def _fit(hist: list[float], key: str) -> float:
     """Correlation of a histogram with the Krumhansl-Kessler profile of a key (modes -> maj/min)."""
-    tonic = _PC[key[0]] + (1 if key[1:2] == "#" else -1 if key[1:2] == "b" else 0)
-    minor = key[1:].lstrip("#b") in ("m", "dor", "phr", "loc")
-    base = _KK_MINOR if minor else _KK_MAJOR
-    prof = [base[(i - tonic) % 12] for i in range(12)]
+    prof = [float(p) for p in key_profile(*tonic_and_mode(key))]
     n = 12
     mh, mp = sum(hist) / n, sum(prof) / n
     cov = sum((h - mh) * (p - mp) for h, p in zip(hist, prof))
     vh = sum((h - mh) ** 2 for h in hist) ** 0.5
     vp = sum((p - mp) ** 2 for p in prof) ** 0.5
     return cov / (vh * vp) if vh and vp else 0.0
-
-
-_SHARPS = "FCGDAEB"
-_MAJOR_FIFTHS = {"Cb": -7, "Gb": -6, "Db": -5, "Ab": -4, "Eb": -3, "Bb": -2, "F": -1, "C": 0, "G": 1, "D": 2,
-                 "A": 3, "E": 4, "B": 5, "F#": 6, "C#": 7}
-
-
-def _signature(major_key: str) -> dict[str, str]:
-    """Letter -> ``"#"``/``"b"`` for the key signature of a major key."""
-    fifths = _MAJOR_FIFTHS.get(major_key, 0)
-    if fifths >= 0:
-        return {letter: "#" for letter in _SHARPS[:fifths]}
-    return {letter: "b" for letter in _SHARPS[::-1][: -fifths]}
 
 
 RHYTHMS = {
@@ -758,56 +770,23 @@ def read_tune(abc: str) -> tuple[Header, list[str]]:
 # ---------------------------------------------------------------------------------------------
 # transposition (training-data augmentation)
 
-_MODE_TO_MAJOR = {"": 0, "m": 3, "dor": -2, "mix": 5, "lyd": -5, "phr": -4, "loc": 1}
-_NATURAL = [0, 2, 4, 5, 7, 9, 11]
-_LETTERS = "CDEFGAB"
 _ALTER = {"": 0, "^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
 _ALTER_TEXT = {1: "^", 2: "^^", -1: "_", -2: "__", 0: "="}
 
 
-def key_signature(key: str) -> dict[str, int]:
-    """Letter -> alteration in semitones for any canonical key (``"Ador"`` -> ``{"F": 0 ...}``).
-
-    Raises:
-        NormaliseError: when the key's relative major is not one of the 15 usual signatures.
-    """
-    tonic, mode = _split_key(key)
-    major_pc = (_tonic_pc(tonic) + _MODE_TO_MAJOR[mode]) % 12
-    names = [name for name, fifths in _MAJOR_FIFTHS.items() if _tonic_pc(name) == major_pc]
-    if not names:
-        raise NormaliseError(f"no key signature for {key!r}")
-    # the relative major must be spelt with the letter that sits the mode's steps above the tonic
-    steps = {"": 0, "m": 2, "dor": 6, "mix": 3, "lyd": 4, "phr": 5, "loc": 1}[mode]
-    letter = _LETTERS[(_LETTERS.index(tonic[0]) + steps) % 7]
-    names = [n for n in names if n[0] == letter]
-    if not names:
-        raise NormaliseError(f"no key signature for {key!r}")
-    signature = _signature(names[0])
-    return {k: (1 if v == "#" else -1) for k, v in signature.items()}
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    tonic = key[0] + (key[1] if key[1:2] in ("#", "b") else "")
-    return tonic, key[len(tonic):]
-
-
-def _tonic_pc(tonic: str) -> int:
-    return (_NATURAL[_LETTERS.index(tonic[0])] + {"#": 1, "b": -1}.get(tonic[1:2], 0)) % 12
-
-
 def transposed_key(key: str, semitones: int) -> str:
     """The key ``semitones`` higher, spelt with the simplest signature (``"D", 2`` -> ``"E"``)."""
-    tonic, mode = _split_key(key)
-    target_pc = (_tonic_pc(tonic) + semitones) % 12
+    tonic, mode = split_key(key)
+    target_pc = (tonic_pc(tonic) + semitones) % 12
     best = None
-    for letter in _LETTERS:
+    for letter in LETTERS:
         for accidental in ("", "#", "b"):
             candidate = letter + accidental + mode
-            if _tonic_pc(letter + accidental) != target_pc:
+            if tonic_pc(letter + accidental) != target_pc:
                 continue
             try:
                 size = len(key_signature(candidate))
-            except NormaliseError:
+            except KeyNameError:
                 continue
             if best is None or size < best[0]:
                 best = (size, candidate)
@@ -834,12 +813,15 @@ def transpose(header: Header, symbols: list[str], semitones: int) -> tuple[Heade
         NormaliseError: when a note would need a triple sharp or flat.
     """
     new_key = transposed_key(header.key, semitones)
-    steps = (_LETTERS.index(new_key[0]) - _LETTERS.index(header.key[0])) % 7
+    steps = (LETTERS.index(new_key[0]) - LETTERS.index(header.key[0])) % 7
     if semitones < 0 and steps:
         steps -= 7
     if semitones >= 0 and steps == 0 and semitones > 6:
         steps = 7
-    source_sig = key_signature(header.key)
+    try:
+        source_sig = key_signature(header.key)
+    except KeyNameError as exc:
+        raise NormaliseError(str(exc)) from None
     target_sig = key_signature(new_key)
     source_carry: dict[tuple[str, int], int] = {}
     target_carry: dict[tuple[str, int], int] = {}
@@ -862,10 +844,10 @@ def transpose(header: Header, symbols: list[str], semitones: int) -> tuple[Heade
             source_carry[(base, number)] = alter
         else:
             alter = source_carry.get((base, number), source_sig.get(base, 0))
-        semitone = 12 * (number // 7) + _NATURAL[number % 7] + alter + semitones
+        semitone = 12 * (number // 7) + NATURAL_PC[number % 7] + alter + semitones
         new_number = number + steps
-        new_base = _LETTERS[new_number % 7]
-        new_alter = semitone - (12 * (new_number // 7) + _NATURAL[new_number % 7])
+        new_base = LETTERS[new_number % 7]
+        new_alter = semitone - (12 * (new_number // 7) + NATURAL_PC[new_number % 7])
         if abs(new_alter) > 2:
             raise NormaliseError("transposition needs a triple accidental")
         expected = target_carry.get((new_base, new_number), target_sig.get(new_base, 0))
@@ -874,7 +856,7 @@ def transpose(header: Header, symbols: list[str], semitones: int) -> tuple[Heade
             text = _ALTER_TEXT[new_alter]
             target_carry[(new_base, new_number)] = new_alter
         octave_index, step = divmod(new_number, 7)
-        name = _LETTERS[step]
+        name = LETTERS[step]
         pitch = name + "," * (-octave_index) if octave_index <= 0 else name.lower() + "'" * (octave_index - 1)
         out.append(text + pitch + length)
     return Header(meter=header.meter, key=new_key, rhythm=header.rhythm, unit=header.unit), out
@@ -888,7 +870,7 @@ def pitches(header: Header, symbols: list[str]) -> list[tuple[int | None, str]]:
     """
     try:
         signature = key_signature(header.key)
-    except NormaliseError:
+    except KeyNameError:
         signature = {}
     carry: dict[tuple[str, int], int] = {}
     out: list[tuple[int | None, str]] = []
@@ -909,5 +891,5 @@ def pitches(header: Header, symbols: list[str]) -> list[tuple[int | None, str]]:
         if accidental:
             carry[(base, number)] = _ALTER[accidental]
         alter = carry.get((base, number), signature.get(base, 0))
-        out.append((60 + 12 * (number // 7) + _NATURAL[number % 7] + alter, length))
+        out.append((60 + 12 * (number // 7) + NATURAL_PC[number % 7] + alter, length))
     return out

@@ -1,1 +1,1 @@
-"""Hum to tune: a melody recording -> ABC notation, its evaluation and command line."""
+"""Hum to tune: a melody recording -> ABC notation (model), voice-like test recordings (voice), its evaluation (evaluate)."""

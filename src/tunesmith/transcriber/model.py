@@ -18,25 +18,24 @@
    on. The key signature is the one that leaves the fewest notes needing accidentals; the tonic,
    major or minor, is the one whose Krumhansl-Kessler profile correlates best with the
    duration-weighted pitch-class histogram. Modal tunes get their written signature but are named
-   as the major or minor key of that signature.
+   as the major or minor key of that signature. Key names and profiles are
+   :mod:`tunesmith.music.keys`, shared with the corpus reader and the generator.
 4. **ABC**: ``X:``, ``T:``, ``M:``, ``L:1/8``, ``Q:`` and ``K:`` headers, notes spelt for the
    key (with accidentals that read the same whether or not a reader carries them through the
    bar), short notes beamed by beat, notes that cross a bar line tied, and the last bar filled
    with a rest.
 
-The module also holds the tools to measure it: :func:`voice_like` renders a tune the way a person
-might hum it (vibrato, breath noise, a drifting tempo, slightly off-pitch notes), and
-:func:`note_accuracy` scores a transcription against the tune's notes.
-``python -m tunesmith.transcriber.model --eval`` runs the round trip on tunes of the test split.
+This module is what the served model runs, and nothing else. The tools that measure it live
+beside it: :mod:`tunesmith.transcriber.voice` renders a tune the way a person might hum it, and
+:mod:`tunesmith.transcriber.evaluate` scores transcriptions and runs the round trip on the test
+split (``python -m tunesmith.transcriber.evaluate``). ``python -m tunesmith.transcriber FILE``
+transcribes a recording.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-import sys
-import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -44,6 +43,7 @@ import numpy as np
 
 from tunesmith.audio import pitch
 from tunesmith.audio.pitch import NoteSegment, PitchError, PitchTrack
+from tunesmith.music.keys import LETTER_FIFTHS, LETTERS, NATURAL_PC, Key, KeyNameError, key_profile, parse_key
 
 DEFAULT_MAX_SECONDS = 60.0
 """Longest recording :func:`transcribe` accepts unless the caller says otherwise."""
@@ -66,23 +66,9 @@ _REST_STEPS = 2  # a silence of an eighth or more between notes is written as a 
 _BARS_PER_LINE = 4
 _STEPS_PER_UNIT = 2  # L:1/8 is two sixteenth-note steps
 
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 # Key names for each tonic pitch class, spelt with the smaller key signature.
 _MAJOR_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _MINOR_KEYS = ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm")
-_LETTERS = "CDEFGAB"
-_NATURAL_PC = (0, 2, 4, 5, 7, 9, 11)
-_LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-# mode -> (degree of the major scale its tonic sits on, semitones above that major tonic)
-_MODES = {
-    "": (0, 0), "maj": (0, 0), "major": (0, 0), "ion": (0, 0), "ionian": (0, 0),
-    "dor": (1, 2), "dorian": (1, 2), "phr": (2, 4), "phrygian": (2, 4),
-    "lyd": (3, 5), "lydian": (3, 5), "mix": (4, 7), "mixolydian": (4, 7),
-    "m": (5, 9), "min": (5, 9), "minor": (5, 9), "aeo": (5, 9), "aeolian": (5, 9),
-    "loc": (6, 11), "locrian": (6, 11),
-}
-_KEY_RE = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)\s*$")
 _METER_RE = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
 
 
@@ -168,48 +154,17 @@ class Transcription:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Key:
-    name: str  # as written after K:
-    tonic_pc: int
-    minor: bool
-    fifths: int  # sharps (positive) or flats (negative) in the signature
-    signature: dict  # letter -> alteration in semitones
-
-
-def _signature(fifths: int) -> dict[str, int]:
-    if fifths >= 0:
-        return {letter: 1 for letter in "FCGDAEB"[:fifths]}
-    return {letter: -1 for letter in "BEADGCF"[:-fifths]}
-
-
-def parse_key(text: str) -> _Key:
-    """Read an ABC key such as ``"D"``, ``"F#m"``, ``"Bb"``, ``"Ador"`` or ``"E minor"``.
+def _key(text: str) -> Key:
+    """A key the caller gave, read as everywhere else in tunesmith (:func:`tunesmith.music.keys.parse_key`).
 
     Raises:
         TranscriptionError: not a key with a tonic and a known mode, or one needing more than 7
             sharps or flats.
     """
-    m = _KEY_RE.match(text) if isinstance(text, str) else None
-    mode = m.group(3).lower() if m else ""
-    if not m or mode not in _MODES:
-        raise TranscriptionError(
-            f"key {text!r} is not a key: give a tonic A-G, optionally # or b, then an optional mode "
-            "(m, dor, phr, lyd, mix, loc), e.g. 'D', 'Em', 'Bb', 'Ador'"
-        )
-    letter, accidental = m.group(1).upper(), m.group(2)
-    alter = {"#": 1, "b": -1, "": 0}[accidental]
-    degree, offset = _MODES[mode]
-    tonic_pc = (_NATURAL_PC[_LETTERS.index(letter)] + alter) % 12
-    # The relative major: the letter `degree` steps below the tonic's, `offset` semitones below.
-    major_letter = _LETTERS[(_LETTERS.index(letter) - degree) % 7]
-    major_alter = ((tonic_pc - offset - _NATURAL_PC[_LETTERS.index(major_letter)] + 6) % 12) - 6
-    fifths = _LETTER_FIFTHS[major_letter] + 7 * major_alter
-    if abs(fifths) > 7:
-        raise TranscriptionError(f"key {text!r} would need {abs(fifths)} sharps or flats; use its enharmonic twin")
-    minor = degree in (1, 2, 5, 6)
-    suffix = {0: "", 1: "dor", 2: "phr", 3: "lyd", 4: "mix", 5: "m", 6: "loc"}[degree]
-    return _Key(letter + accidental + suffix, tonic_pc, minor, fifths, _signature(fifths))
+    try:
+        return parse_key(text)
+    except KeyNameError as exc:
+        raise TranscriptionError(str(exc)) from None
 
 
 def _parse_meter(text: str) -> tuple[str, int]:
@@ -431,9 +386,9 @@ def estimate_key(pitches: Sequence[int], durations: Sequence[float]) -> str:
     major_scale = np.array([0, 2, 4, 5, 7, 9, 11])
     best = (-np.inf, "C")
     for tonic in range(12):
-        for profile, names, relative_major in ((_KK_MAJOR, _MAJOR_KEYS, 0), (_KK_MINOR, _MINOR_KEYS, 3)):
+        for minor, names, relative_major in ((False, _MAJOR_KEYS, 0), (True, _MINOR_KEYS, 3)):
             cover = float(hist[(tonic + relative_major + major_scale) % 12].sum() / hist.sum())
-            r = float(np.corrcoef(hist, np.roll(profile, tonic))[0, 1]) if hist.std() > 0 else 0.0
+            r = float(np.corrcoef(hist, key_profile(tonic, minor))[0, 1]) if hist.std() > 0 else 0.0
             score = cover + 0.1 * r
             if score > best[0]:
                 best = (score, names[tonic])
@@ -445,7 +400,7 @@ def estimate_key(pitches: Sequence[int], durations: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _spell(midi: int, key: _Key) -> tuple[str, int, int]:
+def _spell(midi: int, key: Key) -> tuple[str, int, int]:
     """``(letter, alteration, octave)`` for a pitch in a key.
 
     A note of the key signature is written as such. A chromatic note takes the spelling nearest
@@ -456,7 +411,7 @@ def _spell(midi: int, key: _Key) -> tuple[str, int, int]:
     """
     pc = midi % 12
     options = []
-    for letter, natural in zip(_LETTERS, _NATURAL_PC):
+    for letter, natural in zip(LETTERS, NATURAL_PC):
         alter = ((pc - natural + 6) % 12) - 6
         if abs(alter) <= 1:
             options.append((letter, alter))
@@ -466,7 +421,7 @@ def _spell(midi: int, key: _Key) -> tuple[str, int, int]:
         higher = key.minor or key.fifths >= 0
         choice = min(
             options,
-            key=lambda o: (abs(_LETTER_FIFTHS[o[0]] + 7 * o[1] - centre), -o[1] if higher else o[1]),
+            key=lambda o: (abs(LETTER_FIFTHS[o[0]] + 7 * o[1] - centre), -o[1] if higher else o[1]),
         )
     letter, alter = choice
     octave = (midi - alter) // 12 - 1
@@ -497,7 +452,7 @@ class _BarSpeller:
     that letter in the bar gets one too (``=`` for a natural): the result reads the same all ways.
     """
 
-    def __init__(self, key: _Key):
+    def __init__(self, key: Key):
         self.key = key
         self.new_bar()
 
@@ -538,7 +493,7 @@ def _join_bar(tokens: list[tuple[str, int, int, bool]], group: int) -> str:
 
 
 def _abc_body(
-    items: Sequence[tuple[int | None, int, int]], key: _Key, meter: str, bar: int, offset: int
+    items: Sequence[tuple[int | None, int, int]], key: Key, meter: str, bar: int, offset: int
 ) -> str:
     """Body text for ``(pitch or None for a rest, start step, length in steps)`` items.
 
@@ -600,7 +555,7 @@ def notes_to_abc(
     Raises:
         TranscriptionError: the key or meter cannot be read, or the notes overlap.
     """
-    parsed_key = parse_key(key)
+    parsed_key = _key(key)
     meter, bar = _parse_meter(meter)
     pickup_steps = int(round(pickup * STEPS_PER_QUARTER)) % bar
     offset = (bar - pickup_steps) % bar
@@ -673,7 +628,7 @@ def transcribe(
     if tempo is not None:
         tempo = _check_tempo(tempo)
     fixed_meter = _parse_meter(meter) if meter is not None else None
-    fixed_key = parse_key(key) if key is not None else None
+    fixed_key = _key(key) if key is not None else None
     if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
         raise TranscriptionError(f"max_seconds must be a positive number, got {max_seconds!r}")
     try:
@@ -735,369 +690,3 @@ def transcribe(
         track=analysis.track,
         tuning_cents=round(100.0 * analysis.tuning, 1),
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation: a voice-like rendering and a note accuracy
-# --------------------------------------------------------------------------------------------
-
-_VOICE_HARMONICS = (1.0, 0.45, 0.2, 0.1, 0.05)  # a hum or a soft flute: strong fundamental
-_LEAD_SECONDS = 0.3  # breath noise before the first note and after the last, as a recording has
-
-
-def voice_like(
-    abc,
-    *,
-    seed: int = 0,
-    tempo: float | None = None,
-    vibrato_cents: float = 35.0,
-    noise_db: float = -30.0,
-    tempo_drift: float = 0.06,
-    detune_cents: float = 12.0,
-    timing_jitter: float = 0.015,
-    sample_rate: int = 22050,
-    max_seconds: float = 120.0,
-) -> np.ndarray:
-    """Render a tune the way a person might hum or whistle it, to test the transcriber.
-
-    Unlike :func:`tunesmith.audio.synth.render`, which plays in perfect time and tune, this adds what
-    makes real performances hard to transcribe: a tempo that drifts slowly (two sine waves with
-    periods of 16 to 48 beats and random phases, together within +/- ``tempo_drift``, warp the
-    beat-to-seconds mapping), onsets a few milliseconds early
-    or late, notes a little sharp or flat, glides between notes, vibrato, breath noise (also in
-    the 0.3 s before and after the melody), and notes released early by a varying amount. One
-    continuous oscillator (a hum-like harmonic spectrum) sings all notes, as one voice does.
-    Everything random comes from ``seed``.
-
-    Args:
-        abc: an ABC tune, or a :class:`tunesmith.audio.synth.Tune`.
-        seed: seed of every random choice.
-        tempo: quarter notes per minute; ``None`` uses the tune's Q: field or the synth's default.
-        vibrato_cents: vibrato depth (peak deviation), cents.
-        noise_db: breath noise level relative to the melody's RMS, dB.
-        tempo_drift: largest relative tempo deviation (0.06 is +/-6%).
-        detune_cents: standard deviation of each note's pitch error, cents.
-        timing_jitter: standard deviation of each onset's timing error, seconds.
-        sample_rate: output rate in Hz.
-        max_seconds: refuse tunes whose rendering would be longer.
-
-    Returns:
-        Mono float32 samples with peak 0.9.
-
-    Raises:
-        tunesmith.audio.synth.SynthError: the ABC cannot be played or would be too long.
-    """
-    return _voice_like(
-        abc, seed=seed, tempo=tempo, vibrato_cents=vibrato_cents, noise_db=noise_db, tempo_drift=tempo_drift,
-        detune_cents=detune_cents, timing_jitter=timing_jitter, sample_rate=sample_rate, max_seconds=max_seconds,
-    )[0]
-
-
-def _voice_like(
-    abc, *, seed, tempo, vibrato_cents, noise_db, tempo_drift, detune_cents, timing_jitter, sample_rate, max_seconds
-) -> tuple[np.ndarray, list[float]]:
-    """:func:`voice_like`, also returning each note's onset in seconds (for checking the timing)."""
-    from scipy.signal import butter, sosfilt
-
-    from tunesmith.audio import synth
-    from tunesmith.audio.io import peak_normalise
-
-    tune = abc if isinstance(abc, synth.Tune) else synth.parse_tune(abc)
-    bpm = float(tempo or tune.tempo or synth.DEFAULT_TEMPO)
-    rng = np.random.default_rng(seed)
-    notes = [e for e in tune.events if not e.is_rest]
-    if not notes:
-        raise synth.NotABCError("the tune has no notes to sing")
-
-    # Beats to seconds through a slowly drifting tempo.
-    beat_grid = np.arange(0.0, tune.quarter_length + 1.0, 0.01)
-    periods, phases = rng.uniform(16.0, 48.0, 2), rng.uniform(0.0, 2 * np.pi, 2)
-    curve = (np.sin(2 * np.pi * beat_grid / periods[0] + phases[0])
-             + 0.5 * np.sin(2 * np.pi * beat_grid / periods[1] + phases[1])) / 1.5
-    seconds_per_cell = 60.0 / (bpm * (1.0 + tempo_drift * curve)) * 0.01
-    beat_seconds = np.concatenate([[0.0], np.cumsum(seconds_per_cell[:-1])])
-
-    def at(beat: float) -> float:
-        return _LEAD_SECONDS + float(np.interp(beat, beat_grid, beat_seconds))
-
-    total_seconds = at(tune.quarter_length) + _LEAD_SECONDS + 0.2
-    if total_seconds > max_seconds:
-        raise synth.RenderTooLongError(f"the rendering would be {total_seconds:.1f} s long, above {max_seconds:g} s")
-    n = int(total_seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-
-    midi = np.full(n, float(notes[0].pitch))
-    envelope = np.zeros(n)
-    glide = int(0.04 * sample_rate)
-    attack, release = int(0.04 * sample_rate), int(0.05 * sample_rate)
-    previous = None
-    onsets = []
-    for k, e in enumerate(notes):
-        on = at(e.onset) + float(np.clip(rng.normal(0.0, timing_jitter), -2.5 * timing_jitter, 2.5 * timing_jitter))
-        length = at(e.end) - at(e.onset)
-        off = on + length - min(rng.uniform(0.03, 0.09), 0.3 * length)
-        onsets.append(on)
-        start, stop = int(on * sample_rate), min(n, int(off * sample_rate))
-        following = int(at(notes[k + 1].onset) * sample_rate) if k + 1 < len(notes) else n
-        target = e.pitch + float(np.clip(rng.normal(0.0, detune_cents / 100.0), -0.25, 0.25))
-        midi[start:following] = target
-        if previous is not None:  # glide in from the previous note
-            ramp = min(glide, following - start)
-            midi[start : start + ramp] = previous + (target - previous) * np.linspace(0.0, 1.0, ramp)
-        previous = target
-        level = e.velocity * rng.uniform(0.8, 1.0)
-        body = np.full(max(0, stop - start), level)
-        rise = min(attack, len(body))
-        body[:rise] *= np.linspace(0.0, 1.0, rise)
-        tail = level * np.linspace(1.0, 0.0, release)
-        envelope[start:stop] = np.maximum(envelope[start:stop], body)
-        end = min(n, stop + release)
-        envelope[stop:end] = np.maximum(envelope[stop:end], tail[: end - stop])
-
-    rate = rng.uniform(5.0, 6.5)
-    wobble = 1.0 + 0.1 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi))
-    midi = midi + (vibrato_cents / 100.0) * wobble * np.sin(2 * np.pi * rate * t)
-    frequency = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
-    phase = 2 * np.pi * np.cumsum(frequency) / sample_rate
-    tone = np.zeros(n)
-    for h, amplitude in enumerate(_VOICE_HARMONICS, start=1):
-        tone += amplitude * np.sin(h * phase) * (h * frequency < 0.45 * sample_rate)
-    tone *= envelope
-
-    noise = sosfilt(butter(2, [500.0, min(5000.0, 0.45 * sample_rate)], btype="bandpass", fs=sample_rate, output="sos"),
-                    rng.standard_normal(n))
-    noise /= np.sqrt(np.mean(noise**2)) or 1.0
-    sounding = envelope > 0.1
-    level = np.sqrt(np.mean(tone[sounding] ** 2)) if np.any(sounding) else 1.0
-    noise *= level * 10.0 ** (noise_db / 20.0) * (0.4 + 0.6 * envelope / (envelope.max() or 1.0))
-    return peak_normalise(tone + noise, 0.9), onsets
-
-
-def _aligned_matches(ref: list[tuple[float, int]], est: list[tuple[float, int]], tolerance: float) -> int:
-    """Maximum number of (reference, estimate) pairs with equal pitch and onsets within tolerance.
-
-    Per pitch, both onset lists are sorted; on a line, matching points within a tolerance is
-    solved exactly by one greedy two-pointer pass (match the earliest compatible pair).
-    """
-    count = 0
-    for p in {q for _, q in ref} & {q for _, q in est}:
-        a = sorted(o for o, q in ref if q == p)
-        b = sorted(o for o, q in est if q == p)
-        i = j = 0
-        while i < len(a) and j < len(b):
-            if abs(a[i] - b[j]) <= tolerance:
-                count += 1
-                i += 1
-                j += 1
-            elif a[i] < b[j]:
-                i += 1
-            else:
-                j += 1
-    return count
-
-
-_SCALES = (1.0, 2.0, 0.5, 4.0, 0.25, 1.5, 2.0 / 3.0, 3.0, 1.0 / 3.0, 0.75, 4.0 / 3.0)
-
-
-def note_accuracy(
-    reference_events: Iterable,
-    transcribed_notes: Iterable,
-    *,
-    onset_tolerance: float = 0.125,
-    align_first: int = 4,
-) -> float:
-    """Share of notes transcribed right: matched notes over ``max(len(reference), len(transcribed))``.
-
-    A reference note and a transcribed note match when their MIDI pitches are equal and their
-    onsets, in quarter notes, are within ``onset_tolerance`` after aligning the two: the
-    transcription's onsets are scaled by a simple ratio (it may have chosen half or double the
-    tempo, or a 3:2 relation) and shifted so that one of the first ``align_first`` notes of each
-    lines up; the alignment with the most matches counts. Dividing by the longer list penalises
-    missed and extra notes alike.
-
-    Written here rather than with ``mir_eval.transcription`` (which is not a dependency of the
-    workshop): mir_eval compares onsets in seconds with a fixed 50 ms window and does no tempo
-    alignment, while a transcription's rhythm is only defined up to its tempo and starting point.
-    The matching itself is the same idea (a maximum matching of same-pitch notes within the
-    tolerance), computed exactly by a greedy pass per pitch.
-
-    Args:
-        reference_events: the tune's notes, e.g. :func:`tunesmith.audio.synth.note_events`; objects with
-            ``pitch`` (``None`` for rests, which are ignored) and ``onset`` in quarter notes.
-        transcribed_notes: e.g. :attr:`Transcription.notes`; same attributes.
-        onset_tolerance: in quarter notes; the default, a 32nd note, asks for the exact sixteenth.
-        align_first: how many leading notes of each side are tried as the alignment anchor.
-
-    Returns:
-        Accuracy in [0, 1]; 1.0 when both are empty.
-    """
-    ref = [(float(e.onset), int(e.pitch)) for e in reference_events if e.pitch is not None]
-    est = [(float(e.onset), int(e.pitch)) for e in transcribed_notes if e.pitch is not None]
-    if not ref and not est:
-        return 1.0
-    if not ref or not est:
-        return 0.0
-    best = 0
-    for scale in _SCALES:
-        offsets = {
-            round(ref[i][0] - scale * est[j][0], 9)
-            for i in range(min(align_first, len(ref)))
-            for j in range(min(align_first, len(est)))
-            if ref[i][1] == est[j][1]
-        }
-        for offset in offsets:
-            moved = [(scale * o + offset, p) for o, p in est]
-            best = max(best, _aligned_matches(ref, moved, onset_tolerance))
-    return best / max(len(ref), len(est))
-
-
-# --------------------------------------------------------------------------------------------
-# Round-trip evaluation on the test split
-# --------------------------------------------------------------------------------------------
-
-
-def excerpt(abc: str, bars: int = 8, max_quarters: float = 40.0):
-    """The first ``bars`` bars of a tune (repeats expanded) as a :class:`tunesmith.audio.synth.Tune`.
-
-    Counting starts at the first note, so a pickup counts towards the first bar. Tunes in long
-    bars (4/2, 6/2, 4/1) are cut after ``max_quarters`` quarter notes instead, so no excerpt
-    lasts much more than 25 seconds at the evaluation's tempos.
-    """
-    from tunesmith.audio import synth
-
-    tune = synth.parse_tune(abc)
-    beats, unit = (int(v) for v in (tune.meter or "4/4").split("/"))
-    end = min(bars * 4.0 * beats / unit, max_quarters)
-    events = tuple(e for e in tune.events if e.onset < end - 1e-6)
-    return synth.Tune(events=events, tempo=None, meter=tune.meter, repeats_expanded=tune.repeats_expanded)
-
-
-def _meter_class(meter: str | None) -> str:
-    beats, unit = (int(v) for v in (meter or "4/4").split("/"))
-    if unit == 8 and beats % 3 == 0 or (unit == 4 and beats == 6):
-        return "6/8"
-    return "3/4" if beats % 3 == 0 else "4/4"
-
-
-def _fifths(key: str) -> int | None:
-    try:
-        signature = parse_key(key).signature
-    except TranscriptionError:
-        return None
-    return sum(signature.values())
-
-
-def evaluate(
-    n: int = 40,
-    *,
-    bars: int = 8,
-    instruments: Sequence[str] = ("fiddle", "flute"),
-    seed: int = 0,
-    out=sys.stdout,
-) -> dict[str, dict[str, float]]:
-    """Round trip on the test split: render, transcribe, compare; prints a table.
-
-    Each of ``n`` test tunes (spread evenly over the split) is cut to its first ``bars`` bars (to keep the run short)
-    and rendered at a random tempo between 90 and 140 quarter notes per minute, cleanly with each
-    instrument and once with :func:`voice_like`; each rendering is transcribed without hints.
-
-    Returns:
-        Per condition: mean and median note accuracy, the share of tunes at 90% or better, key
-        signature and meter agreement (meters grouped as duple, simple triple and compound),
-        tempo agreement (within 4%, allowing half or double), and wall-clock and CPU seconds per
-        transcription.
-    """
-    from tunesmith.audio import synth
-    from tunesmith.music.corpus import ensure_splits, read_split
-
-    ensure_splits()
-    every = read_split("test")
-    # Spread over the whole split: it is ordered by collection, and the collections differ (long
-    # Essen songs in 3/2 and 4/2, O'Neill's jigs and reels, Nottingham dance tunes).
-    tunes = [every[int(i)] for i in np.linspace(0, len(every) - 1, min(n, len(every)))]
-    rng = np.random.default_rng(seed)
-    conditions = [f"clean {name}" for name in instruments] + ["voice-like"]
-    rows: dict[str, dict[str, list]] = {c: {"acc": [], "key": [], "meter": [], "tempo": [], "time": [], "cpu": [], "audio": []} for c in conditions}
-    rate = 22050
-    for index, abc in enumerate(tunes):
-        tune = excerpt(abc, bars)
-        bpm = float(rng.uniform(90, 140))
-        ref_key = re.search(r"(?m)^K:\s*(\S+)", abc)
-        ref_fifths = _fifths(ref_key.group(1)) if ref_key else None
-        for condition in conditions:
-            if condition == "voice-like":
-                audio = voice_like(tune, seed=seed * 1000 + index, tempo=bpm, sample_rate=rate)
-            else:
-                audio = synth.render(tune, tempo=bpm, instrument=condition.split()[1], sample_rate=rate)
-            started, cpu = time.perf_counter(), time.process_time()
-            try:
-                result = transcribe(audio, rate)
-            except TranscriptionError:
-                result = None
-            row = rows[condition]
-            row["time"].append(time.perf_counter() - started)
-            row["cpu"].append(time.process_time() - cpu)
-            row["audio"].append(len(audio) / rate)
-            if result is None:
-                row["acc"].append(0.0)
-                continue
-            row["acc"].append(note_accuracy(tune.events, result.notes))
-            if ref_fifths is not None:
-                row["key"].append(_fifths(result.key) == ref_fifths)
-            row["meter"].append(_meter_class(result.meter) == _meter_class(tune.meter))
-            ratio = result.tempo / bpm
-            row["tempo"].append(any(abs(ratio / f - 1.0) < 0.04 for f in (0.5, 1.0, 2.0)))
-
-    summary = {}
-    header = f"{'condition':<16}{'tunes':>6}{'accuracy':>10}{'median':>8}{'>=90%':>7}{'key sig':>9}{'meter':>7}{'tempo':>7}{'s/tune':>8}{'cpu s':>7}{'audio s':>9}"
-    print(f"Round trip on {len(tunes)} test tunes (spread over the split), first {bars} bars each", file=out)
-    print(header, file=out)
-    print("-" * len(header), file=out)
-    for condition, row in rows.items():
-        acc = np.array(row["acc"])
-        summary[condition] = {
-            "accuracy": float(acc.mean()),
-            "median": float(np.median(acc)),
-            "at_least_90": float(np.mean(acc >= 0.9)),
-            "key_signature": float(np.mean(row["key"])) if row["key"] else float("nan"),
-            "meter": float(np.mean(row["meter"])) if row["meter"] else float("nan"),
-            "tempo": float(np.mean(row["tempo"])) if row["tempo"] else float("nan"),
-            "seconds_per_tune": float(np.mean(row["time"])),
-            "cpu_seconds_per_tune": float(np.mean(row["cpu"])),
-            "audio_seconds": float(np.mean(row["audio"])),
-        }
-        s = summary[condition]
-        print(
-            f"{condition:<16}{len(acc):>6}{s['accuracy']:>10.1%}{s['median']:>8.1%}{s['at_least_90']:>7.0%}"
-            f"{s['key_signature']:>9.0%}{s['meter']:>7.0%}{s['tempo']:>7.0%}{s['seconds_per_tune']:>8.2f}{s['cpu_seconds_per_tune']:>7.2f}{s['audio_seconds']:>9.1f}",
-            file=out,
-        )
-    return summary
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tunesmith.transcriber.model --eval [--n 40]``, or ``python -m tunesmith.transcriber.model FILE``."""
-    parser = argparse.ArgumentParser(description="Transcribe a melody recording to ABC, or evaluate the transcriber.")
-    parser.add_argument("audio", nargs="?", help="an audio file to transcribe (WAV, FLAC, OGG, ...)")
-    parser.add_argument("--eval", action="store_true", help="round trip on the test split and print a table")
-    parser.add_argument("--n", type=int, default=40, help="test tunes to use (default 40)")
-    parser.add_argument("--bars", type=int, default=8, help="bars of each tune to use (default 8)")
-    parser.add_argument("--instruments", default="fiddle,flute", help="instruments of the clean renderings")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.eval:
-        evaluate(args.n, bars=args.bars, instruments=[s for s in args.instruments.split(",") if s], seed=args.seed)
-        return
-    if not args.audio:
-        parser.error("give an audio file, or --eval")
-    from tunesmith.audio.io import decode_audio
-
-    with open(args.audio, "rb") as fh:
-        samples, rate = decode_audio(fh.read())
-    result = transcribe(samples, rate)
-    print(result.abc, end="")
-    print(f"% tempo {result.tempo:g}, key {result.key}, meter {result.meter}, confidence {result.confidence:.2f}")
-
-
-if __name__ == "__main__":
-    main()
