@@ -76,12 +76,10 @@ train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoint
 	    --collections oneills1850,ryansMammoth,airdsAirs
 
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
-	$(PY) -m tunesmith.style.train
+	$(TUNESMITH) train style
 
 eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier
-	$(PY) -m tunesmith.generator.evaluate
-	$(PY) -m tunesmith.transcriber.evaluate --n 40
-	$(PY) -m tunesmith.style.evaluate
+	$(TUNESMITH) eval
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
 	$(TUNESMITH) bench
