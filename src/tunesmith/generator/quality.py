@@ -8,7 +8,8 @@
   from :mod:`tunesmith.music.keys`, as the decoder's key prior does, so a tune is scored against
   the very profile it was steered by;
 * :class:`RunIndex` - does a tune share a run of 48 symbols with any training tune
-  (memorisation check).
+  (memorisation check); :func:`run_steps` is how both it and the critic's novelty index
+  (:mod:`tunesmith.generator.critic`) read a tune, so the two agree on what a shared run is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from tunesmith.music.abc import bar_checks, pitches, read_tune
+from tunesmith.music.abc import bar_checks, parse_length, pitches, read_tune
 from tunesmith.music.keys import key_profile, tonic_and_mode
 
 RUN_LENGTH = 48
@@ -58,6 +59,21 @@ def pitch_histogram(score) -> np.ndarray:
     return hist
 
 
+def histogram_of(abc: str) -> np.ndarray:
+    """Duration-weighted pitch-class histogram of a canonical tune, read by our own lexer.
+
+    :func:`pitch_histogram` needs a music21 parse (about 20 ms a tune, a hundred times this, plus
+    importing music21); a served critic scores several candidates per request, so it reads the
+    notes itself. The two agree except that a triplet's notes count here at their written length.
+    """
+    header, symbols = read_tune(abc)
+    hist = np.zeros(12)
+    for pitch, length in pitches(header, symbols):
+        if pitch is not None:
+            hist[pitch % 12] += float(parse_length(length))
+    return hist
+
+
 def key_correlation(hist: np.ndarray, key: str) -> float:
     """Pearson correlation between a pitch histogram and the profile of ``key``."""
     if hist.sum() == 0 or np.allclose(hist, hist[0]):
@@ -73,6 +89,26 @@ def estimated_key(hist: np.ndarray) -> tuple[int, bool]:
         key=lambda tm: np.corrcoef(hist, key_profile(*tm))[0, 1] if hist.std() > 0 else 0,
     )
     return best
+
+
+def run_steps(abc: str) -> list[tuple[int | str, str]]:
+    """A tune as the steps runs are compared by: ``(interval from the previous note, length)``.
+
+    Intervals rather than pitches make a transposed copy look the same as the original; a rest
+    is ``("z", length)`` and the interval after it is from the last note before it. The first
+    note's interval is 0. A run of these steps ignores the interval into its first step (see
+    :class:`RunIndex`).
+    """
+    header, symbols = read_tune(abc)
+    steps: list[tuple[int | str, str]] = []
+    previous = None
+    for pitch, length in pitches(header, symbols):
+        if pitch is None:
+            steps.append(("z", length))
+            continue
+        steps.append((0 if previous is None else pitch - previous, length))
+        previous = pitch
+    return steps
 
 
 class RunIndex:
@@ -95,16 +131,7 @@ class RunIndex:
                 self.hashes.add(run)
 
     def _runs(self, abc: str):
-        header, symbols = read_tune(abc)
-        notes = pitches(header, symbols)
-        steps = []
-        previous = None
-        for pitch, length in notes:
-            if pitch is None:
-                steps.append(("z", length))
-                continue
-            steps.append((0 if previous is None else pitch - previous, length))
-            previous = pitch
+        steps = run_steps(abc)
         for i in range(len(steps) - self.n + 1):
             window = list(steps[i:i + self.n])
             window[0] = ("start", window[0][1])  # the interval into the run is not part of it
