@@ -226,3 +226,17 @@ def test_cli_refuses_an_unknown_stage(tmp_path):
     assert result.returncode == 2
     assert "unknown stage" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_the_manifests_beside_the_models_are_reset_and_backed_up_too(tmp_path, capsys):
+    models, manifests = tmp_path / "models", tmp_path / "manifests"
+    (manifests / "pipelines").mkdir(parents=True)
+    (manifests / "pipelines" / "mine.yaml").write_text("kind: Pipeline\n")
+    (manifests / "README.md").write_text("kept\n")
+
+    stages.materialize(1, models)
+
+    backups = list((tmp_path / "backups").glob("manifests-*"))
+    assert len(backups) == 1 and (backups[0] / "pipelines" / "mine.yaml").read_text() == "kind: Pipeline\n"
+    assert [p.name for p in manifests.iterdir()] == ["README.md"]
+    assert f"moved to {backups[0]}" in capsys.readouterr().out

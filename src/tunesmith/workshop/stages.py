@@ -11,13 +11,15 @@ Two kinds of tagged cells are replayed:
 * ``%%writefile [-a] PATH`` cells: written natively, byte for byte what IPython would write;
 * plain Python cells (e.g. creating a folder, copying the shipped weights): run in a fresh Python
   process whose working directory is a scratch ``notebooks/`` folder next to a ``models`` link to
-  the target folder, so the notebooks' relative ``../models/...`` paths land in the target.
+  the target folder (and a ``manifests`` link to the manifests folder beside it), so the notebooks'
+  relative ``../models/...`` and ``../manifests/...`` paths land in the targets.
   A tagged Python cell must therefore be self-contained (its own imports, no variables from
   earlier cells) and free of IPython syntax (``!cmd``, ``%magic``).
 
 Notebooks are named ``<stage>.<n>-title.ipynb``; stage ``N`` means "everything the notebooks of
 stages before N write", ``solution`` means everything. Whatever the target folder held before is
-moved to ``backups/models-<timestamp>/``, so a reset never destroys a learner's work.
+moved to ``backups/models-<timestamp>/`` (and the stage-3 Seldon manifests beside it, in
+``manifests/``, to ``backups/manifests-<timestamp>/``), so a reset never destroys a learner's work.
 
 Command line (used by ``make stage-N`` and ``make up``)::
 
@@ -150,12 +152,12 @@ def _run_python(source: str, cwd: Path, origin: Path) -> None:
         raise RuntimeError(f"a '{TAG}' cell in {origin.name} failed:\n{source}\n\n{result.stderr}")
 
 
-def _timestamped(parent: Path) -> Path:
+def _timestamped(parent: Path, kind: str = "models") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = parent / f"models-{stamp}"
+    candidate = parent / f"{kind}-{stamp}"
     n = 1
     while candidate.exists():
-        candidate = parent / f"models-{stamp}-{n}"
+        candidate = parent / f"{kind}-{stamp}-{n}"
         n += 1
     return candidate
 
@@ -164,9 +166,10 @@ def clear(models_dir: Path, *, backup: bool = True) -> Path | None:
     """Empty ``models_dir`` (keeping README.md), first moving its content to a backup folder.
 
     Args:
-        models_dir: the model repository to empty; created if missing.
-        backup: move the old content to ``backups/models-<timestamp>/`` instead of deleting it.
-            The backups live in the repository's ``backups/`` for the repository's own models/,
+        models_dir: the folder to empty (the model repository, or the manifests beside it); created
+            if missing.
+        backup: move the old content to ``backups/<folder name>-<timestamp>/`` instead of deleting
+            it. The backups live in the repository's ``backups/`` for the repository's own folders,
             else in a ``backups/`` folder beside ``models_dir``.
 
     Returns:
@@ -181,8 +184,8 @@ def clear(models_dir: Path, *, backup: bool = True) -> Path | None:
         for entry in entries:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         return None
-    repo_models = models_dir.resolve() == paths.MODELS.resolve()
-    destination = _timestamped(paths.BACKUPS if repo_models else models_dir.resolve().parent / "backups")
+    in_repo = models_dir.resolve() in (paths.MODELS.resolve(), paths.MANIFESTS.resolve())
+    destination = _timestamped(paths.BACKUPS if in_repo else models_dir.resolve().parent / "backups", models_dir.name)
     destination.mkdir(parents=True)
     for entry in entries:
         shutil.move(str(entry), str(destination / entry.name))
@@ -195,6 +198,7 @@ def materialize(
     *,
     backup: bool = True,
     notebooks_dir: Path = paths.NOTEBOOKS,
+    manifests_dir: Path | None = None,
 ) -> Path | None:
     """Rebuild ``models_dir`` as it is at the start of ``stage``, from the notebooks' tagged cells.
 
@@ -205,19 +209,26 @@ def materialize(
         backup: move what was there to a timestamped backup folder (printed) instead of
             deleting it.
         notebooks_dir: where the notebooks are.
+        manifests_dir: where the stage-3 notebooks' Seldon manifests go; by default the
+            ``manifests`` folder beside ``models_dir`` (the repository's ``manifests/`` for its ``models/``).
 
     Returns:
-        The backup folder, or None if nothing needed backing up.
+        The backup folder of the models, or None if nothing needed backing up.
     """
     models_dir = Path(models_dir).resolve()
+    manifests_dir = (Path(manifests_dir) if manifests_dir else models_dir.parent / "manifests").resolve()
     cells = cells_for(stage, notebooks_dir)  # fail on a bad stage before touching anything
     saved = clear(models_dir, backup=backup)
     if saved is not None:
         print(f"Your previous {models_dir.name}/ folder was moved to {saved}")
+    saved_manifests = clear(manifests_dir, backup=backup)
+    if saved_manifests is not None:
+        print(f"Your previous {manifests_dir.name}/ folder was moved to {saved_manifests}")
     with tempfile.TemporaryDirectory(prefix="tunesmith-stage-") as scratch:
         cwd = Path(scratch) / "notebooks"
         cwd.mkdir()
         (Path(scratch) / "models").symlink_to(models_dir, target_is_directory=True)
+        (Path(scratch) / "manifests").symlink_to(manifests_dir, target_is_directory=True)
         for origin, source in cells:
             if _writefile(source, cwd) is None:
                 _run_python(source, cwd, origin)
