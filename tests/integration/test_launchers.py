@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from tunesmith import paths
-from tunesmith.serving.launcher import command_line, free_port, port_in_use, stop_pid_file
+from tunesmith.serving.launcher import free_port, port_in_use, stop_pid_file
+from tunesmith.serving.lifetime import command_line
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -218,8 +218,8 @@ def write_stub_models(root):
         settings = {"name": name, "implementation": f"{module}.{cls}"}
         if name == "tune-generator":
             settings["inputs"] = [{"name": n, "datatype": t, "shape": [s]} for n, t, s in (
-                ("prompt", "BYTES", -1), ("seed", "INT64", 1), ("temperature", "FP32", 1), ("bars", "INT32", 1),
-                ("abc_prefix", "BYTES", 1))]
+                ("prompt", "BYTES", -1), ("header", "BYTES", -1), ("seed", "INT64", 1), ("temperature", "FP32", 1),
+                ("bars", "INT32", 1), ("abc_prefix", "BYTES", 1))]
         if name == "style-classifier":
             settings["outputs"] = [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 4],
                                     "parameters": {"labels": STUB_LABELS}}]

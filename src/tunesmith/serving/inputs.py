@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
 from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.errors import MLServerError
 from mlserver.settings import ModelSettings
@@ -107,6 +108,24 @@ def _check_whole(name: str, value: int | float) -> None:
     """An integer input sent as a float is accepted only when no fraction would be dropped."""
     if isinstance(value, float) and not value.is_integer():
         raise BadInput(f"input {name!r} must be a whole number, got {value!r}")
+
+
+def _check_integer_data(inp: RequestInput) -> None:
+    """An integer tensor's values as sent must be whole numbers that fit its datatype.
+
+    NumpyCodec decodes with the datatype's numpy type, which cuts ``3.7`` sent as INT32 down to
+    ``3`` without a word, and raises ``OverflowError`` (a 500) for ``2**70`` sent as INT64.
+    """
+    datatype = str(inp.datatype)
+    if datatype not in INTEGER_TYPES:
+        return
+    info = np.iinfo(datatype.lower())
+    for value in _flat(inp.data):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # left to the decoding, which names what it cannot read
+        _check_whole(inp.name, value)
+        if not info.min <= value <= info.max:
+            raise BadInput(f"input {inp.name!r} = {value!r} does not fit {datatype} ({info.min}..{info.max})")
 
 
 def _check_range(name: str, value: int | float, low: float | None, high: float | None, low_inclusive: bool) -> None:
@@ -313,6 +332,7 @@ def read_column(
     if inp is not None:
         if inp.datatype == "BYTES":
             raise BadInput(f"input {name!r} must be a number, got BYTES")
+        _check_integer_data(inp)
         try:
             values = NumpyCodec.decode_input(inp).reshape(-1).tolist()
         except (ValueError, TypeError) as exc:

@@ -17,9 +17,6 @@ the tests (a real server on free ports)::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import errno
-import fcntl
 import json
 import os
 import random
@@ -28,13 +25,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
 
 from tunesmith import offline, paths
+from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, end_with_parent, lock_ports, stop_on_signals
+from tunesmith.serving import mlserver_main
 
 DEFAULT_SETTINGS = paths.SETTINGS / "settings.json"
 
@@ -79,96 +77,6 @@ class ServerError(RuntimeError):
     """The server did not come up; the message carries the end of its log."""
 
 
-PORT_LOCKS = Path(tempfile.gettempdir())
-"""Where the per-port lock files live. ``port_in_use`` alone cannot stop two launchers started at
-the same instant (both see the ports free, and gRPC binds with SO_REUSEPORT, so the loser even
-shares the gRPC port); an exclusive ``flock`` per port can. The server process inherits the locks
-and holds them as long as it lives, also after a ``start`` launcher has exited."""
-
-
-def _lock_ports(ports: list[int]) -> list[int]:
-    """Take an exclusive lock for each port, or raise :class:`ServerError` naming the taken one."""
-    fds: list[int] = []
-    for port in ports:
-        fd = os.open(PORT_LOCKS / f"tunesmith-port-{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        fds.append(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            for held in fds:
-                os.close(held)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise ServerError(
-                f"port {port} is taken by another workshop server that is starting or running: stop it "
-                f"(`make stop`) or choose other ports, e.g. `make serve HTTP_PORT=9080 GRPC_PORT=9081 "
-                f"METRICS_PORT=9082`"
-            ) from None
-    return fds
-
-
-def end_with_parent() -> None:
-    """In the child, before exec: ask Linux to send SIGTERM when the launching thread ends.
-
-    This is what keeps a server from outliving a launcher that is killed outright (SIGKILL, an
-    out-of-memory kill), where no signal handler of the launcher's can run. Linux only
-    (``prctl(PR_SET_PDEATHSIG)``); elsewhere the launcher's signal handlers are the only guard.
-    """
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the launcher died before prctl took effect
-        os._exit(1)
-
-
-END_WITH_PID = "TUNESMITH_END_WITH_PID"
-"""Environment variable naming a process whose end ends the server (see :func:`end_when_gone`)."""
-
-
-def end_when_gone(pid: int | None = None, interval: float = 1.0) -> None:
-    """In the server process: end it (SIGTERM to itself) once process ``pid`` has ended.
-
-    For a server that must outlive its launcher but not the program around it: a notebook's server
-    is reused by the next notebook's kernel, yet must not outlive the Jupyter server (or the test
-    run) that started those kernels. ``pid`` defaults to :data:`END_WITH_PID` from the environment;
-    without one this does nothing.
-    """
-    import threading
-
-    if pid is None:
-        value = os.environ.get(END_WITH_PID, "")
-        if not value.isdigit():
-            return
-        pid = int(value)
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name=f"end-with-{pid}", daemon=True).start()
-
-
-def command_line(pid: int) -> str:
-    """The command line of process ``pid`` ("" if there is none), to check a pid before signalling it."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return ""
-    except OSError:
-        return ""
-    result = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
-    return result.stdout.strip()
-
-
 class Server:
     """A ``mlserver start`` child process with merged settings.
 
@@ -210,6 +118,10 @@ class Server:
             if value is not None:
                 settings[key] = value
         settings.update(overrides or {})
+        try:
+            settings = mlserver_main.settings_for_run(settings, settings_file)
+        except ValueError as exc:
+            raise ServerError(str(exc)) from None
         self.settings = settings
         self.name = name or f"mlserver-{settings['http_port']}"
         self.run_dir = paths.RUN / self.name
@@ -254,7 +166,10 @@ class Server:
     def start(self, wait: bool = True, timeout: float = 120.0) -> "Server":
         """Start ``mlserver start`` in the background; by default wait until it is ready."""
         port_keys = ("http_port", "grpc_port", "metrics_port")
-        locks = _lock_ports([self.settings[key] for key in port_keys])
+        try:
+            locks = lock_ports([self.settings[key] for key in port_keys])
+        except PortTaken as exc:
+            raise ServerError(str(exc)) from None
         try:
             for key in port_keys:
                 if port_in_use(self.settings[key], self.host):
@@ -273,11 +188,10 @@ class Server:
 
     def _spawn(self, locks: list[int]) -> None:
         self.prepare()
-        mlserver = Path(sys.executable).with_name("mlserver")
         env = offline.enforce({**os.environ, **self.env})  # the runtimes never reach for a hub
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [str(mlserver), "start", str(self.run_dir)],
+            [sys.executable, "-m", "tunesmith.serving.mlserver_main", "start", str(self.run_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -428,27 +342,6 @@ def _server_from_args(args: argparse.Namespace) -> Server | None:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
     )
-
-
-class Stopped(Exception):
-    """Raised in the main thread by SIGTERM or SIGHUP, so ``finally`` blocks stop what was started."""
-
-
-def stop_on_signals() -> None:
-    """Turn SIGTERM and SIGHUP (a closed terminal) into :class:`Stopped`, as Ctrl-C is KeyboardInterrupt.
-
-    A launcher whose server runs in a session of its own must forward these itself: the terminal
-    does not deliver them to that session, so without this the server would keep running and keep
-    its ports after the launcher is gone.
-    """
-
-    def handler(signum, frame):
-        for ignored in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
-            signal.signal(ignored, signal.SIG_IGN)
-        raise Stopped(signal.Signals(signum).name)
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ from pathlib import Path
 import requests
 
 from tunesmith import paths
-from tunesmith.serving.launcher import END_WITH_PID, Server, ServerError, command_line, port_in_use, stop_pid_file
+from tunesmith.serving.launcher import Server, ServerError, port_in_use, stop_pid_file
+from tunesmith.serving.lifetime import END_WITH_PID, command_line
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
 FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded

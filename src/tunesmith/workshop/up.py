@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from tunesmith import paths
-from tunesmith.serving.launcher import Server, ServerError, Stopped, end_with_parent, stop_on_signals
+from tunesmith.serving.launcher import Server, ServerError
+from tunesmith.serving.lifetime import Stopped, end_with_parent, stop_on_signals
 
 
 def _stop_ui(ui: subprocess.Popen | None, timeout: float = 10.0) -> None:
