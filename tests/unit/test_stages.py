@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import asyncio
 import hashlib
 import subprocess
@@ -19,11 +20,15 @@ BOTH = {"synthesizer", "tune-generator"}
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Relative path -> content digest of every file (what 'the same folder' means here)."""
+    """Relative path -> content digest of every model file (what 'the same folder' means here).
+
+    The server settings beside the models (``settings.json``) are rewritten at every reset, not kept
+    as the learner's work, so they are left out.
+    """
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and "__pycache__" not in p.parts and p.relative_to(folder).parts != ("settings.json",)
     }
 
 
@@ -79,7 +84,7 @@ def test_stage_1_empties_models_and_backs_it_up(tmp_path, capsys):
 
     backup = stages.materialize("stage-1", models)
 
-    assert [p.name for p in models.iterdir()] == ["README.md"]
+    assert sorted(p.name for p in models.iterdir()) == sorted(stages.KEEP)
     assert backup is not None and backup.parent == tmp_path / "backups"
     assert backup.name.startswith("models-")
     assert (backup / "synthesizer" / "synth_runtime.py").read_text() == "# my own work\n"
@@ -88,12 +93,12 @@ def test_stage_1_empties_models_and_backs_it_up(tmp_path, capsys):
 
 def test_stage_1_on_an_empty_folder_needs_no_backup(tmp_path):
     assert stages.materialize(1, tmp_path / "models") is None
-    assert list((tmp_path / "models").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["settings.json"]
     assert not (tmp_path / "backups").exists()
 
 
 def test_stage_2_builds_both_model_folders(stage_2):
-    assert {p.name for p in stage_2.iterdir()} == BOTH
+    assert {p.name for p in stage_2.iterdir()} - stages.KEEP == BOTH
     for name in BOTH:
         settings = ModelSettings.parse_file(str(stage_2 / name / "model-settings.json"))
         assert settings.name == name
@@ -130,7 +135,7 @@ def test_learner_work_is_backed_up_and_the_message_says_where(tmp_path, capsys):
 
     assert (backup / "my-model" / "notes.txt").read_text() == "half-finished\n"
     assert not (models / "my-model").exists()
-    assert {p.name for p in models.iterdir()} == BOTH
+    assert {p.name for p in models.iterdir()} - stages.KEEP == BOTH
     assert f"moved to {backup}" in capsys.readouterr().out
 
 
@@ -160,7 +165,7 @@ def test_no_backup_deletes_instead(tmp_path):
     models = tmp_path / "models"
     (models / "old").mkdir(parents=True)
     assert stages.materialize(1, models, backup=False) is None
-    assert list(models.iterdir()) == []
+    assert [p.name for p in models.iterdir()] == ["settings.json"]
     assert not (tmp_path / "backups").exists()
 
 
@@ -213,7 +218,7 @@ def test_cli_builds_a_stage_into_a_folder(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in models.iterdir()} == BOTH
+    assert {p.name for p in models.iterdir()} - stages.KEEP == BOTH
     assert "stage 2" in result.stdout
 
 
@@ -240,3 +245,13 @@ def test_the_manifests_beside_the_models_are_reset_and_backed_up_too(tmp_path, c
     assert len(backups) == 1 and (backups[0] / "pipelines" / "mine.yaml").read_text() == "kind: Pipeline\n"
     assert [p.name for p in manifests.iterdir()] == ["README.md"]
     assert f"moved to {backups[0]}" in capsys.readouterr().out
+
+
+def test_a_built_model_folder_keeps_a_direct_mlserver_start_on_loopback_with_debug_off(tmp_path):
+    models = tmp_path / "models"
+    stages.materialize(1, models, backup=False)
+    settings = json.loads((models / "settings.json").read_text())
+    assert settings["host"] == "127.0.0.1" and settings["debug"] is False
+    assert set(settings) <= set(stages.SAFE_SETTINGS)
+    stages.materialize(1, models)  # rewritten in place, never backed up as the learner's work
+    assert not (tmp_path / "backups").exists()

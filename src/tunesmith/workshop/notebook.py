@@ -33,6 +33,7 @@ import requests
 from tunesmith import paths
 from tunesmith.serving.launcher import Server, ServerError, port_in_use, stop_pid_file
 from tunesmith.serving.lifetime import END_WITH_PID, command_line
+from tunesmith.workshop.stages import write_safe_settings
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
 FINGERPRINT = "models.fingerprint"  # in the run folder: what the models looked like when loaded
@@ -188,6 +189,8 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
             f"port {port['http_port']} is used by a program this workshop did not start. Stop it, or "
             f"choose other ports: set HTTP_PORT, GRPC_PORT and METRICS_PORT before starting Jupyter."
         )
+    if not (models_dir / "settings.json").exists():  # keeps a plain `mlserver start` on it safe too
+        write_safe_settings(models_dir)
     # The server outlives this kernel, so the next notebook reuses it, but not the Jupyter server (or
     # test run) that started the kernel: it ends when the kernel's parent process ends.
     server = Server(models_dir=models_dir, name=f"notebook-{port['http_port']}", bound_to_parent=False,

@@ -30,6 +30,7 @@ Command line (used by ``make stage-N`` and ``make up``)::
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import shutil
@@ -46,7 +47,11 @@ from tunesmith import paths
 
 TAG = "materialize"
 NOTEBOOK_NAME = re.compile(r"^(?P<stage>\d+)\.(?P<n>\d+)-.+\.ipynb$")
-KEEP = frozenset({"README.md"})  # tracked in git beside the learner's work; never moved away
+KEEP = frozenset({"README.md", "settings.json"})  # never moved away: the README is tracked, settings.json rewritten
+SAFE_SETTINGS = ("host", "debug", "http_port", "grpc_port", "metrics_port", "parallel_workers", "load_models_at_startup")
+"""What a model folder's own ``settings.json`` keeps of ``settings/settings.json``: enough that a plain
+``mlserver start models/`` (without the launcher) listens on loopback with debug off, instead of
+MLServer's defaults (every network interface, debug on, tracebacks in 500 responses)."""
 SOLUTION = "solution"
 
 
@@ -232,9 +237,22 @@ def materialize(
         for origin, source in cells:
             if _writefile(source, cwd) is None:
                 _run_python(source, cwd, origin)
+    write_safe_settings(models_dir)
     folders = sorted(p.parent.name for p in models_dir.glob("*/model-settings.json"))
     print(f"{models_dir} is now at the start of {_label(stage)}: " + (", ".join(folders) or "no models yet"))
     return saved
+
+
+def write_safe_settings(models_dir: Path, settings_file: Path = paths.SETTINGS / "settings.json") -> Path:
+    """Write ``models_dir/settings.json``: the server settings that keep a direct ``mlserver start`` safe.
+
+    The launcher never needs it (it merges ``settings/settings.json`` with the ports of each run);
+    it is for whoever runs ``mlserver start`` on the folder by hand, as notebook 1.2 shows.
+    """
+    settings = json.loads(Path(settings_file).read_text())
+    target = Path(models_dir) / "settings.json"
+    target.write_text(json.dumps({key: settings[key] for key in SAFE_SETTINGS if key in settings}, indent=2) + "\n")
+    return target
 
 
 def _label(stage: int | str) -> str:
