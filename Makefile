@@ -56,6 +56,10 @@ platform: setup ## Build the finished platform (every stage's models) into build
 up: platform ## Run the finished platform: server + UI (your models/ is not touched)
 	$(TUNESMITH) up --models $(PLATFORM) --name platform $(PORTS) --ui-port $(UI_PORT)
 
+.PHONY: gateway
+gateway: setup ## Serve the Seldon manifests in manifests/: models and pipelines at HTTP_PORT and GRPC_PORT
+	$(TUNESMITH) gateway --manifests manifests --models models $(PORTS)
+
 stop: ## Stop every server started from this repository
 	@$(TUNESMITH) stop
 

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "start": ("tunesmith.serving.launcher", ["start"], "start MLServer in the background and wait until it is ready"),
     "stop": ("tunesmith.serving.launcher", ["stop"], "stop the servers started from this repository"),
     "up": ("tunesmith.workshop.up", [], "run the finished platform: the server and the UI, stopped together"),
+    "gateway": ("tunesmith.gateway.server", [], "serve Seldon manifests: models and pipelines behind one address"),
     "stage": ("tunesmith.workshop.stages", [], "rebuild a models folder as at the start of a stage (stage-1 ... solution)"),
     "data": ("tunesmith.music.corpus", [], "extract the ABC corpus from music21 and split it by tune"),
     "bench": ("tunesmith.workshop.bench", [], "print the latency, batching and worker tables"),

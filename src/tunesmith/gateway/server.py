@@ -1,0 +1,340 @@
+"""``tunesmith gateway``: serve a folder of Seldon Core v2 manifests, models and pipelines behind one address.
+
+    tunesmith gateway --manifests manifests --models models --http-port 8080 --grpc-port 8081
+
+What a Seldon installation spreads over a cluster runs here as one process and one child:
+
+1. the manifests are loaded and checked (:mod:`.manifests`); a bad one stops everything with
+   Seldon's message and exit code 2, before anything starts;
+2. every Model's ``storageUri`` becomes a folder of a model repository under
+   ``.run/<name>/repo``, named as the Seldon Model (:mod:`.storage`);
+3. one MLServer serves that repository on free internal ports
+   (:class:`tunesmith.serving.launcher.Server`, the hardened entry point of
+   :mod:`tunesmith.serving.mlserver_main`; settings, log and pid in ``.run/<name>-mlserver/``,
+   so ``tunesmith stop`` stops it too); it is tied to this process and ends with it;
+4. the gateway answers at once on ``--http-port`` (:mod:`.app`) and ``--grpc-port``
+   (:mod:`.grpc_service`), in one asyncio event loop: while MLServer loads its models, pipelines
+   report 424 (not ready) and model calls 503, as in Seldon while ``ModelsReady`` is false.
+
+Ctrl-C, SIGTERM and SIGHUP stop the HTTP server, the gRPC server and MLServer together; if MLServer
+exits on its own, the gateway stops too (exit code 1) and shows the end of MLServer's log.
+``--metrics-port`` is MLServer's own Prometheus port, as with ``tunesmith serve``; the gateway's
+Seldon metrics are at ``/metrics`` on the HTTP port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from tunesmith import paths
+from tunesmith.gateway import app as rest
+from tunesmith.gateway import grpc_service, manifests, storage
+from tunesmith.gateway.metrics import GatewayMetrics
+from tunesmith.gateway.resources import REQUEST_TIMEOUT_S, Resources
+from tunesmith.gateway.upstream import Upstream, UpstreamError
+from tunesmith.serving import request_guards
+from tunesmith.serving.launcher import DEFAULT_SETTINGS, Server, ServerError, free_port, port_in_use
+from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, lock_ports, stop_on_signals
+
+READY_TIMEOUT_S = 300.0
+"""How long MLServer may take to load the models before the gateway reports what is missing."""
+WATCH_INTERVAL_S = 1.0
+"""How often the gateway checks that MLServer still runs."""
+
+
+def _loop_factory():
+    """uvloop's event loop when it is installed (MLServer runs on it too), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _release(locks: list[int], sock: socket.socket | None) -> None:
+    for fd in locks:
+        os.close(fd)
+    if sock is not None:
+        sock.close()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without signal handling of its own (``uvicorn/server.py: capture_signals``).
+
+    uvicorn installs process-wide handlers for SIGINT and SIGTERM and raises the signal again once it
+    has stopped; the gateway must stop gRPC and MLServer as well, so it owns the signals itself.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class Gateway:
+    """One gateway: its manifests, its MLServer child, and its HTTP and gRPC servers.
+
+    Args:
+        manifests_dir: folder of Seldon manifests (``*.yaml``).
+        models_dir: local folder that the models URI prefix (``gs://tunesmith-workshop/models``) maps to;
+            by default ``models/`` next to the manifests folder.
+        name: run folder under ``.run/``: the model repository and MLServer's settings and log.
+        host, http_port, grpc_port: where callers reach the gateway.
+        metrics_port: MLServer's own metrics port (default: a free one).
+        settings_file: MLServer's server settings.
+        request_timeout_s: the longest a pipeline request may take.
+
+    Raises:
+        manifests.ManifestError: a manifest is invalid, or asks for something not served locally.
+    """
+
+    def __init__(
+        self,
+        manifests_dir: str | Path,
+        models_dir: str | Path | None = None,
+        *,
+        name: str = "gateway",
+        host: str = "127.0.0.1",
+        http_port: int = 8080,
+        grpc_port: int = 8081,
+        metrics_port: int | None = None,
+        settings_file: str | Path = DEFAULT_SETTINGS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ):
+        self.manifests_dir = Path(manifests_dir)
+        self.models_dir = Path(models_dir) if models_dir is not None else None
+        self.manifests = manifests.load(self.manifests_dir)
+        self.name = name
+        self.host = host
+        self.http_port = http_port
+        self.grpc_port = grpc_port
+        self.request_timeout_s = request_timeout_s
+        self.repo = paths.RUN / name / "repo"
+        self.mlserver = Server(  # its own run folder: MLServer finds every model-settings.json below it
+            models_dir=self.repo,
+            settings_file=settings_file,
+            name=f"{name}-mlserver",
+            host="127.0.0.1",
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=metrics_port or free_port(),
+            bound_to_parent=True,
+        )
+        self._stop: asyncio.Event | None = None
+        self.exit_code = 0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def _claim_ports(self) -> tuple[list[int], socket.socket]:
+        """Lock the gateway's two ports and bind the HTTP one, before MLServer starts, so a clash fails fast.
+
+        The locks (:func:`tunesmith.serving.lifetime.lock_ports`) stop a second gateway or server
+        started at the same instant; the HTTP socket is made with ``IPPROTO_TCP`` named, because
+        asyncio turns Nagle's algorithm off (``TCP_NODELAY``) only on sockets that say so
+        (``asyncio/base_events.py: _set_nodelay``), and with it on, a response written in two parts
+        (headers, then body) waits ~40 ms for the client's delayed ACK.
+        """
+        hint = "choose other ports, e.g. `make gateway HTTP_PORT=9080 GRPC_PORT=9081 METRICS_PORT=9082`"
+        try:
+            locks = lock_ports([self.http_port, self.grpc_port])
+        except PortTaken as exc:
+            raise ServerError(str(exc)) from None
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.http_port))
+            sock.listen(2048)
+            if port_in_use(self.grpc_port, self.host):
+                raise ServerError(f"port {self.grpc_port} (grpc_port) is already in use: {hint}")
+        except OSError as exc:
+            _release(locks, sock)
+            raise ServerError(f"port {self.http_port} (http_port) is already in use ({exc.strerror}): {hint}") from None
+        except ServerError:
+            _release(locks, sock)
+            raise
+        return locks, sock
+
+    def _request_limit(self) -> tuple[int, str]:
+        """The message size limit of both protocols: MLServer's own, so the gateway never accepts more.
+
+        ``grpc_max_message_length`` from the settings if set, else the size the hardened MLServer
+        derives from the models' audio limits (:func:`tunesmith.serving.request_guards.request_limit`).
+        """
+        configured = self.mlserver.settings.get("grpc_max_message_length")
+        if configured:
+            return int(configured), "grpc_max_message_length in settings.json"
+        return request_guards.request_limit(str(self.repo))
+
+    # -- serving ----------------------------------------------------------------------------------
+    async def serve(self, http_socket: socket.socket) -> None:
+        """Serve until a signal arrives or MLServer exits; MLServer itself is started and stopped by :meth:`run`."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+        limit, limit_source = self._request_limit()
+        upstream = Upstream(self.mlserver.http_url, self.mlserver.grpc_address, limit)
+        resources = Resources(self.manifests, upstream, GatewayMetrics(), request_timeout_s=self.request_timeout_s)
+        app = rest.create_app(resources, max_body_bytes=limit, limit_source=limit_source, host=self.host)
+        # 65 s keep-alive, as Seldon's pipeline gateway (``httpserver.go``: ``IdleTimeout``)
+        http = _HttpServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                          timeout_keep_alive=65))
+        try:
+            grpc_server = grpc_service.create_server(resources, self.grpc_address, max_message_bytes=limit)
+            await grpc_server.start()
+        except RuntimeError as exc:  # grpc cannot bind the address
+            await upstream.aclose()
+            raise ServerError(f"gRPC cannot listen on {self.grpc_address} ({exc}): choose another port") from None
+        http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+        watch = asyncio.create_task(self._watch(upstream))
+        print(f"gateway on {self.http_url} (gRPC {self.grpc_address}); MLServer loading on {self.mlserver.http_url} "
+              f"(log: {self.mlserver.log_path}); requests up to {limit} bytes", flush=True)
+        if self.host not in request_guards.LOOPBACK_HOSTS:
+            print(f"listening on {self.host}: other machines can reach this gateway", file=sys.stderr, flush=True)
+        try:
+            await asyncio.wait([asyncio.create_task(self._stop.wait()), http_task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            http.should_exit = True
+            await asyncio.gather(http_task, grpc_server.stop(grace=5), return_exceptions=True)
+            await upstream.aclose()
+
+    def _on_signal(self, signum: int) -> None:
+        print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+        self._stop.set()
+
+    async def _watch(self, upstream: Upstream) -> None:
+        """Report the models once MLServer has settled on each (ready or failed); stop if MLServer exits."""
+        process = self.mlserver.process
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        announced = False
+        while True:
+            if process is not None and process.poll() is not None:
+                print(f"MLServer exited with code {process.returncode}; stopping the gateway.\n"
+                      f"{self.mlserver.log_tail()}", file=sys.stderr, flush=True)
+                self.exit_code = 1
+                self._stop.set()
+                return
+            if not announced and (await self._settled(upstream) or time.monotonic() > deadline):
+                announced = True
+                report = await asyncio.to_thread(self._report)
+                pipelines = ", ".join(sorted(self.manifests.pipelines)) or "none"
+                print(f"{report}\nready: {self.http_url}/v2/models/<model>/infer, "
+                      f"{self.http_url}/v2/pipelines/<pipeline>/infer (pipelines: {pipelines}); "
+                      f"metrics: {self.http_url}/metrics", flush=True)
+            await asyncio.sleep(WATCH_INTERVAL_S if announced else 0.3)
+
+    async def _settled(self, upstream: Upstream) -> bool:
+        """Whether every Model is READY or UNAVAILABLE in MLServer's repository index (not loading)."""
+        try:
+            reply = await upstream.request("POST", "/v2/repository/index", body=b"{}",
+                                           headers={"content-type": "application/json"}, timeout_s=5)
+            states = {m.get("name"): m.get("state") for m in json.loads(reply.body)} if reply.status == 200 else {}
+        except (UpstreamError, ValueError, AttributeError):
+            return False
+        return all(states.get(name) in ("READY", "UNAVAILABLE") for name in self.manifests.models)
+
+    def _report(self) -> str:
+        try:
+            return self.mlserver.report()
+        except Exception as exc:  # noqa: BLE001 - a report is a courtesy; serving goes on without it
+            return f"  (no model list: {exc})"
+
+    # -- whole life -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Build the repository, start MLServer, serve until stopped, stop MLServer. Returns an exit code."""
+        stop_on_signals()  # until the event loop takes the signals over
+        locks, http_socket = [], None
+        try:
+            self._check_name_is_free()
+            locks, http_socket = self._claim_ports()
+            storage.build_repository(self.manifests, self.repo, models_dir=self.models_dir)
+            self.mlserver.start(wait=False)
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(self.serve(http_socket))
+        except (manifests.ManifestError, FileExistsError) as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        except ServerError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, Stopped) as exc:
+            print(f"stopping ({exc or type(exc).__name__})", file=sys.stderr)
+        finally:
+            if self.mlserver.process is not None:  # never a server this gateway did not start
+                self.mlserver.stop()
+            _release(locks, http_socket)
+        return self.exit_code
+
+    def _check_name_is_free(self) -> None:
+        """Refuse to start when another gateway runs under the same name: its repository would be rebuilt."""
+        pid_file = self.mlserver.run_dir / "pid"
+        try:
+            pid = int(pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if str(self.mlserver.run_dir) in command_line(pid):
+            raise ServerError(f"a gateway named {self.name!r} is already running (MLServer pid {pid}): stop it "
+                              f"(`make stop`) or give this one another --name")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tunesmith gateway",
+        description="Serve a folder of Seldon Core v2 manifests: models and pipelines behind one address.",
+    )
+    parser.add_argument("--manifests", required=True, help="folder of Seldon Core v2 manifests (*.yaml)")
+    parser.add_argument("--models", help="local folder for storageUri gs://tunesmith-workshop/models/... "
+                                         "(default: models/ next to the manifests folder)")
+    parser.add_argument("--name", default="gateway", help="run folder under .run/ (repository, MLServer log)")
+    parser.add_argument("--settings", default=str(DEFAULT_SETTINGS), help="MLServer's settings.json")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--grpc-port", type=int, default=8081)
+    parser.add_argument("--metrics-port", type=int, help="MLServer's own metrics port (default: a free one); "
+                                                         "the gateway's are at /metrics on the HTTP port")
+    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S,
+                        help="seconds a pipeline request may take before it is answered 504")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not Path(args.manifests).exists():
+        print(f"no manifests at {args.manifests}: put Seldon Core v2 manifests there (*.yaml files of kind Model, "
+              f"Pipeline, ...)", file=sys.stderr)
+        return 2
+    try:
+        gateway = Gateway(
+            args.manifests, args.models, name=args.name, host=args.host, http_port=args.http_port,
+            grpc_port=args.grpc_port, metrics_port=args.metrics_port, settings_file=args.settings,
+            request_timeout_s=args.request_timeout,
+        )
+    except manifests.ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ServerError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return gateway.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
