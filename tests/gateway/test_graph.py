@@ -515,3 +515,15 @@ def test_group_sources_keeps_first_appearance_order():
         graph.Source("a.outputs", frozenset()),
         graph.Source("p.inputs", frozenset({"T"})),
     ]
+
+
+
+def test_an_error_upstream_of_an_absent_output_is_the_reply_not_silence():
+    """The output is known absent at once (``add10`` gets nothing: the conditional chose the other
+    branch) while a slow step feeding nothing of the output is still running; when that step fails,
+    its error is the reply, as in Seldon, not a 504 for a missing output."""
+    text = CONDITIONAL.replace("stepsJoin: any", "stepsJoin: inner").replace(
+        "  output:", "  - name: detector\n  output:", 1)
+    models = Models(delays={"detector": 0.05}, fail={"detector": "drift detector crashed"})
+    with pytest.raises(StepFailed, match="detector : drift detector crashed"):
+        run(execute(pipeline(text), request(CHOICE=[0], INPUT0=[1], INPUT1=[1]), models, request_id="r"))

@@ -456,6 +456,16 @@ class _Flow:
             raise failure
         message = output.result()
         if message is None:
+            # An output can be known absent while a step upstream of it is still running (an inner
+            # join loses a source whose tensor was filtered out). If that step then fails, Seldon's
+            # reply is its error, not silence: wait for the running steps before saying "no output".
+            running = [task for task in self.run.tasks if not task.done()]
+            if running:
+                await asyncio.wait(running)
+            if self.error.done():
+                failure = self.error.result()
+                failure.run = self.run
+                raise failure
             raise NoOutput(self.pipeline.name, self.absent_outputs, self.run)
         self.run.route = list(message.route)
         return message.value.model_copy()
