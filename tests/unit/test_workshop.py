@@ -179,3 +179,16 @@ def test_copy_checkpoint_names_a_missing_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "CHECKPOINTS", tmp_path)
     with pytest.raises(FileNotFoundError, match="make train"):
         workshop.copy_checkpoint("nothing-here", tmp_path / "dest")
+
+
+def test_a_broken_model_is_named_with_its_reason_and_the_others_serve(env, capsys):
+    write_echo(env, "echo", value=5)
+    broken = env / "typo"
+    broken.mkdir()
+    (broken / "typo_runtime.py").write_text("from mlserver import MLModel\n\nclass Typo(MLModel):\n"
+                                            "    async def load(self):\n        raise ValueError('no weights here')\n")
+    (broken / "model-settings.json").write_text('{"name": "typo", "implementation": "typo_runtime.Typo"}')
+    server = workshop.start_server(env)
+    out = capsys.readouterr().out
+    assert "NOT LOADED: typo" in out and "no weights here" in out
+    assert infer(server) == 5

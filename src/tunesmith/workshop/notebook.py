@@ -121,6 +121,16 @@ def model_names(server: Server) -> list[str]:
     return sorted(m["name"] for m in response.json() if m.get("state") == "READY")
 
 
+def _report_broken(server: Server) -> None:
+    """Say which model folders did not load, and why: one broken runtime no longer stops the others,
+    so without this a learner would only notice a model missing from the list above."""
+    broken = [m for m in server.models() if m.get("state") != "READY"]
+    for model in broken:
+        print(f"NOT LOADED: {model['name']}: {model.get('reason') or model.get('state')}")
+    if broken:
+        print(f"Fix the folder, then run start_server() again (the log: {server.log_path})")
+
+
 def _reload_all(server: Server, models_dir: Path) -> None:
     """Bring a server up to date with ``models_dir`` through the repository API, without a restart."""
     wanted = {}
@@ -172,11 +182,13 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
             print(f"The model folders changed since the server from {run_dir.name} loaded them: reloading them.")
             _reload_all(server, models_dir)
             print(f"Reusing the server at {server.http_url} ({run_dir.name}); models: {', '.join(model_names(server)) or 'none'}")
+            _report_broken(server)
             return server
         if not (restart or changed or served != models_dir):
             server = _attach(run_dir)
             server.wait_ready(timeout)
             print(f"Reusing the server at {server.http_url} ({run_dir.name}); models: {', '.join(model_names(server)) or 'none'}")
+            _report_broken(server)
             return server
         reason = "you asked for it" if restart else "the model folders changed" if changed else f"it served {served}"
         print(f"Restarting the server on port {port['http_port']}: {reason}.")
@@ -201,6 +213,7 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
     (server.run_dir / OWNED).touch()
     _started = server
     print(f"Server ready at {server.http_url} (gRPC {server.grpc_address}); models: {', '.join(model_names(server)) or 'none'}")
+    _report_broken(server)
     print(f"Log: {server.log_path}")
     return server
 
