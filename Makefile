@@ -60,6 +60,29 @@ up: platform ## Run the finished platform: server + UI (your models/ is not touc
 gateway: setup ## Serve the Seldon manifests in manifests/: models and pipelines at HTTP_PORT and GRPC_PORT
 	$(TUNESMITH) gateway --manifests manifests --models models $(PORTS)
 
+# Stage 3 on a cluster (README, "Stage 3 on a cluster"): the same manifests, applied with kubectl.
+#   make image IMAGE=ghcr.io/you/tunesmith-mlserver:0.1.0
+#   make deploy MODELS_URI=gs://your-bucket/models NAMESPACE=seldon-mesh IMAGE=ghcr.io/you/tunesmith-mlserver:0.1.0
+# MODELS_URI and IMAGE are passed on only when given; the manifests' own values stay otherwise.
+.PHONY: image deploy undeploy
+IMAGE ?= tunesmith-mlserver:0.1.0
+NAMESPACE ?= seldon-mesh
+DEPLOY_FLAGS = --manifests manifests --namespace $(NAMESPACE) $(if $(MODELS_URI),--models-uri $(MODELS_URI)) \
+               $(if $(filter command line environment,$(origin IMAGE)),--image $(IMAGE))
+
+image: ## Build the MLServer image for a cluster from deploy/Dockerfile (IMAGE=tunesmith-mlserver:0.1.0)
+	@command -v docker >/dev/null 2>&1 || { echo "make image needs Docker, which is not installed here (https://docs.docker.com/get-docker/). Or build on a machine that has it: docker build -f deploy/Dockerfile -t $(IMAGE) ." >&2; exit 1; }
+	docker info >/dev/null 2>&1 || { echo "docker is installed but no Docker engine answers: start Docker Desktop (or the docker service), then make image again." >&2; exit 1; }
+	echo "DOCKER_BUILDKIT=1 docker build -f deploy/Dockerfile -t $(IMAGE) ."
+	DOCKER_BUILDKIT=1 docker build -f deploy/Dockerfile -t $(IMAGE) .
+	echo "built $(IMAGE). Push it where the cluster pulls from (docker push $(IMAGE)), or for kind: kind load docker-image $(IMAGE)"
+
+deploy: setup ## Apply manifests/ to kubectl's cluster: MODELS_URI=gs://bucket/models NAMESPACE=seldon-mesh IMAGE=...
+	$(TUNESMITH) deploy $(DEPLOY_FLAGS)
+
+undeploy: setup ## Delete what make deploy applied, in reverse order (same NAMESPACE)
+	$(TUNESMITH) undeploy --manifests manifests --namespace $(NAMESPACE)
+
 stop: ## Stop every server started from this repository
 	@$(TUNESMITH) stop
 

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "stop": ("tunesmith.serving.launcher", ["stop"], "stop the servers started from this repository"),
     "up": ("tunesmith.workshop.up", [], "run the finished platform: the server and the UI, stopped together"),
     "gateway": ("tunesmith.gateway.server", [], "serve Seldon manifests: models and pipelines behind one address"),
+    "deploy": ("tunesmith.gateway.deploy", ["deploy"], "apply the Seldon manifests to kubectl's cluster (--dry-run prints them)"),
+    "undeploy": ("tunesmith.gateway.deploy", ["undeploy"], "delete the Seldon manifests' resources from kubectl's cluster"),
     "stage": ("tunesmith.workshop.stages", [], "rebuild a models folder as at the start of a stage (stage-1 ... solution)"),
     "data": ("tunesmith.music.corpus", [], "extract the ABC corpus from music21 and split it by tune"),
     "bench": ("tunesmith.workshop.bench", [], "print the latency, batching and worker tables"),

@@ -599,3 +599,27 @@ def test_check_tensors_refuses_outputs_the_model_does_not_declare():
         manifests.check_tensors(found, {"a": ["OUTPUT0", "OUTPUT1"]})
     assert caught.value.field == "spec.steps[1].inputs[0]"
     assert caught.value.message == "pipeline p refers to a.outputs.OUTPUT9, but model a declares only the outputs [OUTPUT0 OUTPUT1]"
+
+
+def test_a_folder_is_read_with_its_sub_folders_but_not_hidden_ones(tmp_path):
+    """Stage 3 groups manifests by kind (models/, pipelines/); Jupyter's .ipynb_checkpoints/ copies are not manifests."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yaml").write_text(
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: {name: m}\nspec: {storageUri: /tmp/m}\n")
+    (tmp_path / "pipelines" / ".ipynb_checkpoints").mkdir(parents=True)
+    pipeline = "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec: {steps: [{name: m}]}\n"
+    (tmp_path / "pipelines" / "p.yaml").write_text(pipeline)
+    (tmp_path / "pipelines" / ".ipynb_checkpoints" / "p-checkpoint.yaml").write_text(pipeline)
+    found = load(tmp_path)
+    assert set(found.models) == {"m"} and set(found.pipelines) == {"p"}
+
+
+def test_for_a_cluster_what_only_one_machine_refuses_is_accepted(tmp_path):
+    docs = [model("m", replicas=2), manifest("Server", "gpu", {"serverConfig": "triton"})]
+    (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
+    with pytest.raises(manifests.ManifestError, match="replicas arrive with experiments"):
+        manifests.load(tmp_path)
+    found = manifests.load(tmp_path, for_cluster=True)
+    assert found.models["m"].replicas == 2 and found.servers["gpu"].server_config == "triton"
+    with pytest.raises(manifests.ManifestError, match="replicas arrive"):  # the option lasts one load only
+        manifests.load(tmp_path)

@@ -30,6 +30,7 @@ Every error is a :class:`ManifestError` that names the file, the field and the p
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -338,15 +339,20 @@ def load(
     *,
     crd_dir: Path | None = None,
     allow_experiments: bool = False,
+    for_cluster: bool = False,
 ) -> Manifests:
-    """Read and check every manifest in a folder (its ``*.yaml`` and ``*.yml`` files), or in the
-    given files.
+    """Read and check every manifest in a folder (its ``*.yaml`` and ``*.yml`` files, also in
+    sub-folders that are not hidden), or in the given files.
 
     Args:
         source: a folder, one file, or a list of files.
         crd_dir: the folder of Seldon's CRD files; default :func:`default_crd_dir`. Without it the
             schema check is skipped and unknown fields are found with :data:`FIELDS`.
         allow_experiments: accept Experiments (parsed and checked either way).
+        for_cluster: check the files for Seldon on a cluster (``tunesmith deploy``), not for the local
+            gateway: what the gateway refuses only because it runs on one machine (the ``refused``
+            fields of :data:`FIELDS`, replicas other than 1, the ``triton`` ServerConfig) is accepted;
+            every other check, and its message, is the same.
 
     Raises:
         ManifestError: the first problem found.
@@ -354,7 +360,11 @@ def load(
     files = _manifest_files(source)
     folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else files[0].parent
     documents = [(f, n, doc) for f in files for n, doc in _read_yaml(f)]
-    return _load_documents(documents, folder, crd_dir, allow_experiments)
+    token = _FOR_CLUSTER.set(for_cluster)
+    try:
+        return _load_documents(documents, folder, crd_dir, allow_experiments)
+    finally:
+        _FOR_CLUSTER.reset(token)
 
 
 def loads(
@@ -373,8 +383,10 @@ def loads(
 def _manifest_files(source: Path | str | Sequence[Path | str]) -> list[Path]:
     if isinstance(source, (str, Path)):
         source = Path(source)
-        if source.is_dir():
-            files = sorted(p for p in source.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if source.is_dir():  # sub-folders too (models/, servers/, pipelines/), as `kubectl apply -R` reads them;
+            # not hidden ones: Jupyter keeps a copy of every file it edits in .ipynb_checkpoints/
+            files = sorted(p for p in source.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(source).parts))
             if not files:
                 raise ManifestError(source, "folder", "no *.yaml manifests in this folder")
             return files
@@ -992,7 +1004,7 @@ def _scaling(spec: dict) -> tuple[int, int, int | None]:
 
 def _one_replica(kind: str, replicas: int) -> None:
     """The gateway runs one copy of everything; several replicas arrive with experiments."""
-    if replicas != 1:
+    if replicas != 1 and not _FOR_CLUSTER.get():
         why = "replicas arrive with experiments" if replicas > 1 else "a resource scaled to zero is not served"
         raise _Invalid("spec.replicas", f"not supported by the local gateway: {kind} replicas {replicas}: {why}")
 
@@ -1140,6 +1152,8 @@ def _values_at(value: Any, path: str, where: str = "spec") -> Iterator[tuple[str
 
 def _refuse_unsupported(kind: str, spec: dict) -> None:
     """A refused field of :data:`FIELDS` that is set to a value with an effect."""
+    if _FOR_CLUSTER.get():
+        return
     for path in FIELDS[kind]:
         status, why = field_status(kind, path)
         if status != "refused":
@@ -1161,6 +1175,12 @@ def _note_ignored(kind: str, name: str, spec: dict) -> None:
 # --- checks across manifests ------------------------------------------------------------------
 
 
+STOCK_SERVER_CONFIGS = ("mlserver", "triton")
+"""The ServerConfigs a Seldon Core v2 installation brings (``operator/config/serverconfigs/``)."""
+_FOR_CLUSTER: contextvars.ContextVar[bool] = contextvars.ContextVar("for_cluster", default=False)
+"""Set by ``load(..., for_cluster=True)`` for the length of one load (see :func:`load`)."""
+
+
 def _check_together(found: Manifests) -> None:
     _check_server_configs(found)
     _check_step_models(found)
@@ -1169,13 +1189,15 @@ def _check_together(found: Manifests) -> None:
 
 
 def _check_server_configs(found: Manifests) -> None:
-    """A Server's ``serverConfig`` must exist; the stock ``mlserver`` one always does here."""
+    """A Server's ``serverConfig`` must exist; the stock ``mlserver`` one always does here (and a
+    cluster has the stock ``triton`` one too)."""
+    stock = STOCK_SERVER_CONFIGS if _FOR_CLUSTER.get() else (DEFAULT_SERVER,)
     for server in found.servers.values():
         config = server.server_config
-        if config in found.server_configs or config == DEFAULT_SERVER:
+        if config in found.server_configs or config in stock:
             continue
         file = found.file_of("Server", server.name)
-        if config == "triton":
+        if config == "triton" and not _FOR_CLUSTER.get():
             why = "only MLServer runs locally"
             raise ManifestError(file, "spec.serverConfig", f"not supported by the local gateway: {why}")
         raise ManifestError(file, "spec.serverConfig", f'serverconfigs.mlops.seldon.io "{config}" not found')
