@@ -16,9 +16,16 @@ The Compose action is also an API endpoint::
 
 The other tabs are API endpoints too: ``/hum_to_tune`` (a recording in, its transcription and a
 tune that continues it out), ``/effects`` (an audio file and effect settings in, the processed
-audio out) and ``/classify`` (an audio file in, the probability of each dance rhythm out)::
+audio out), ``/classify`` (an audio file in, the probability of each dance rhythm out) and
+``/studio`` (a prompt in; stage 3's pipeline: the critic's pick of both generator versions' tunes,
+its scores and report out)::
 
     client.predict(handle_file("hummed.wav"), api_name="/hum_to_tune")
+
+The server may be a plain MLServer or a Seldon Core v2 endpoint (``tunesmith gateway``, which ``make
+up`` runs once stage 3's manifests exist, or a cluster's mesh): ``--seldon`` or
+``TUNESMITH_SELDON=1`` says which. A Seldon endpoint names each generator version as a model of its
+own and serves pipelines; the status line then lists its models and pipelines, loading ones too.
 
 This module is the frame: the title, the server status line, the section radio and the launch
 options. Each section (tab) is a module of :mod:`app.sections` registered in :data:`TABS`, so a later
@@ -35,18 +42,20 @@ from typing import Callable
 import gradio as gr
 
 from app.common import AppContext
-from app.sections import classify, compose, effects, hum
+from app.sections import classify, compose, effects, hum, studio
 from tunesmith.serving.client import (
     CLASSIFIER,
     DEFAULT_URL,
     EFFECTS,
     GENERATOR,
+    SELDON_ENV,
     SYNTHESIZER,
     TRANSCRIBER,
     URL_ENV,
     ClientError,
     MusicClient,
     ServerUnavailable,
+    seldon_from_env,
 )
 
 TITLE = "Tunesmith"
@@ -54,6 +63,8 @@ MODELS = (GENERATOR, SYNTHESIZER)
 """The models of stage 1: the status line always names them."""
 LATER_MODELS = (TRANSCRIBER, EFFECTS, CLASSIFIER)
 """Models of later stages: named in the status line once the server has them."""
+RECHECK_S = 3.0
+"""Seconds between status checks while a Seldon endpoint's models are loading."""
 CSS = """
 .notation svg { width: 100%; height: auto; }
 .status-line p { margin: 0; }
@@ -63,19 +74,28 @@ CSS = """
 
 
 # -- server status ---------------------------------------------------------------------------------
-def server_status(server_url: str) -> str:
+def server_status(server_url: str, seldon: bool | None = None) -> str:
     """One plain Markdown line: is the server running, and which models are loaded.
 
     Args:
         server_url: base URL of the inference server.
+        seldon: whether it is a Seldon endpoint (then its models and pipelines are listed, loading
+            ones too); ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
         Markdown text, never an exception: the UI shows it as it is.
     """
-    client = MusicClient(server_url, timeout=5)
+    return _status(server_url, seldon)[0]
+
+
+def _status(server_url: str, seldon: bool | None = None) -> tuple[str, bool]:
+    """:func:`server_status`'s line, and whether models are still loading (worth checking again soon)."""
+    client = MusicClient(server_url, timeout=5, seldon=seldon)
     try:
+        if client.seldon:
+            return _seldon_status(client)
         if not client.live():
-            return str(ServerUnavailable(server_url))
+            return str(ServerUnavailable(server_url)), False
         known = {m["name"] for m in client.models()}
         names = list(MODELS) + [name for name in LATER_MODELS if name in known]
         ready = {name: client.model_ready(name) for name in names}
@@ -83,15 +103,53 @@ def server_status(server_url: str) -> str:
         line = f"Inference server at {server_url} is running: {states}."
         if not all(ready.values()):
             line += " Run the notebook that writes the missing model's folder, then restart `make serve`."
-        return line
+        return line, False
     except ClientError as exc:
-        return str(exc)
+        return str(exc), False
     finally:
         client.close()
 
 
+def _seldon_status(client: MusicClient) -> tuple[str, bool]:
+    """The status line of a Seldon endpoint: its models by state, then its pipelines.
+
+    The gateway answers while MLServer behind it is still loading, so "loading" is a normal state
+    here; a model that failed shows its reason.
+    """
+    url = client.url
+    try:
+        models = client.models()
+    except ServerUnavailable as exc:
+        return str(exc), False
+    except ClientError:  # a cluster's mesh has no listing: say what can be known
+        return (f"Seldon endpoint at {url}: " + ("answering" if client.live() else "not answering")
+                + " (it lists no models; `seldon model status` does on a cluster)."), False
+    ready = [m["name"] for m in models if m["state"] == "READY"]
+    failed = [m for m in models if m["state"] == "UNAVAILABLE" and m.get("reason")]
+    loading = [m["name"] for m in models if m["name"] not in ready and m not in failed]
+    if not models:
+        line = f"Seldon endpoint at {url} is running, with no models."
+    elif len(ready) == len(models):
+        line = f"Seldon endpoint at {url} is running: all {len(models)} models ready."
+    else:
+        line = f"Seldon endpoint at {url} is running: {len(ready)} of {len(models)} models ready"
+        if loading:
+            line += "; loading: " + ", ".join(f"`{name}`" for name in loading)
+        if failed:
+            line += "; **failed**: " + ", ".join(f"`{m['name']}` ({m['reason']})" for m in failed)
+        line += "."
+    try:
+        pipelines = client.pipelines()
+    except ClientError:
+        pipelines = []
+    if pipelines:
+        line += " Pipelines: " + ", ".join(
+            f"`{p['name']}` {'ready' if p.get('ready') else '**not ready**'}" for p in pipelines) + "."
+    return line, bool(loading)
+
+
 TABS: list[tuple[str, Callable[[AppContext], None]]] = [
-    (section.LABEL, section.build) for section in (compose, hum, effects, classify)
+    (section.LABEL, section.build) for section in (compose, hum, effects, classify, studio)
 ]
 """The app's tabs, in order: a label and the function that builds the tab's contents (one module
 of :mod:`app.sections` each)."""
@@ -124,20 +182,24 @@ SHOW_SECTION_JS = """
 outranks the page's style sheets (:func:`sections_css` hides all but the first section at load)."""
 
 
-def build_app(server_url: str | None = None) -> gr.Blocks:
+def build_app(server_url: str | None = None, seldon: bool | None = None) -> gr.Blocks:
     """Build the whole UI.
 
     Args:
         server_url: inference server base URL; defaults to ``$TUNESMITH_SERVER_URL``, else
             ``http://127.0.0.1:8080``.
+        seldon: whether the server is a Seldon endpoint (``tunesmith gateway``, a cluster's mesh);
+            defaults to ``$TUNESMITH_SELDON``.
 
     Returns:
         The Gradio Blocks app, not yet launched.
     """
     server_url = (server_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+    seldon = seldon_from_env() if seldon is None else seldon
+    served_by = "Seldon Core v2 (models and pipelines behind one address)" if seldon else "MLServer"
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        ctx = AppContext(server_url, demo)
-        gr.Markdown(f"# {TITLE}\nFolk tunes from a prompt, served by MLServer over the V2 inference protocol.")
+        ctx = AppContext(server_url, demo, seldon=seldon)
+        gr.Markdown(f"# {TITLE}\nFolk tunes from a prompt, served by {served_by} over the V2 inference protocol.")
         with gr.Row(equal_height=True):
             status = gr.Markdown(label="Status", elem_classes=["status-line"])
             refresh = gr.Button("Check server", size="sm", scale=0, min_width=140)
@@ -154,11 +216,21 @@ def build_app(server_url: str | None = None) -> gr.Blocks:
         section.change(None, section, None, js=SHOW_SECTION_JS, api_visibility="private")
 
         def check():
-            return server_status(ctx.server_url)
+            return server_status(ctx.server_url, ctx.seldon)
 
-        demo.load(check, None, status, api_visibility="private")
+        # While a Seldon endpoint's models load (``make up`` opens the UI before they are ready),
+        # the status line checks again every few seconds, and stops once nothing is loading.
+        recheck = gr.Timer(RECHECK_S, active=False)
+
+        def check_and_recheck():
+            line, loading = _status(ctx.server_url, ctx.seldon)
+            return line, gr.Timer(active=loading)
+
+        demo.load(check_and_recheck, None, [status, recheck], api_visibility="private")
+        recheck.tick(check_and_recheck, None, [status, recheck], api_visibility="private")
         refresh.click(check, None, status, api_name="status")
     demo.server_url = ctx.server_url
+    demo.seldon = ctx.seldon
     return demo
 
 
@@ -190,9 +262,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="port to listen on (default: $UI_PORT or 7860)")
     parser.add_argument("--server-url", default=None,
                         help=f"inference server (default: ${URL_ENV} or {DEFAULT_URL})")
+    parser.add_argument("--seldon", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"the server is a Seldon endpoint, e.g. tunesmith gateway (default: ${SELDON_ENV})")
     args = parser.parse_args(argv)
-    demo = build_app(args.server_url)
-    print(f"UI on http://{args.host}:{args.port}, calling the inference server at {demo.server_url}", flush=True)
+    demo = build_app(args.server_url, args.seldon)
+    kind = "Seldon endpoint" if demo.seldon else "inference server"
+    print(f"UI on http://{args.host}:{args.port}, calling the {kind} at {demo.server_url}", flush=True)
     demo.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, **launch_options())
 
 

@@ -14,7 +14,7 @@ import gradio as gr
 import soundfile
 
 from tunesmith.audio.io import AudioError, decode_audio, encode_wav
-from tunesmith.serving.client import MusicClient
+from tunesmith.serving.client import MusicClient, seldon_from_env
 
 UPLOAD_RATE = 22050
 """Recordings above this rate are resampled before they are sent. A browser microphone records
@@ -28,18 +28,26 @@ DEFAULT_INSTRUMENT = "fiddle"
 
 
 class AppContext:
-    """What every tab needs: where the server is, a way to call it, and the app (for page-load events)."""
+    """What every tab needs: where the server is, a way to call it, and the app (for page-load events).
 
-    def __init__(self, server_url: str, demo: gr.Blocks):
+    Args:
+        server_url: the inference server, or a Seldon endpoint (``tunesmith gateway``, a cluster's mesh).
+        demo: the app.
+        seldon: whether ``server_url`` is a Seldon endpoint (models named per version, pipelines);
+            ``None``: as ``$TUNESMITH_SELDON`` says (``tunesmith up`` sets it when it runs the gateway).
+    """
+
+    def __init__(self, server_url: str, demo: gr.Blocks, seldon: bool | None = None):
         self.server_url = server_url
         self.demo = demo
+        self.seldon = seldon_from_env() if seldon is None else bool(seldon)
         # The last composed tune's WAV file (a path in Gradio's cache), for the Effects and
         # Classify tabs; one per browser session.
         self.last_tune = gr.State(None)
 
     def client(self) -> MusicClient:
         """A fresh client per event: Gradio runs events in threads, and a client is per thread."""
-        return MusicClient(self.server_url)
+        return MusicClient(self.server_url, seldon=self.seldon)
 
 
 def seed_or_none(seed: float | str | None) -> int | None:
@@ -84,3 +92,21 @@ def audio_bytes(path: str | None) -> bytes:
 def no_audio_message(what: str) -> str:
     """What a section says when its button is pressed with no audio in: what to give it, and in which formats."""
     return f"Record or upload {what} first (WAV, FLAC, OGG or MP3)."
+
+
+def served_by(reply) -> str:
+    """Who answered a call, in Markdown: ``Answered by `tune-generator-v1` (route `:tune-generator-v1_1:`).``
+
+    Args:
+        reply: the client's :class:`tunesmith.serving.client.Reply` of the call, or ``None``.
+    """
+    if reply is None:
+        return ""
+    if reply.kind == "pipeline":
+        who = f"the `{reply.name}` pipeline"
+    elif reply.route:
+        who = ", ".join(f"`{name}`" for name in reply.models)
+    else:
+        who = f"`{reply.name}`" + (f" {reply.model_version}" if reply.model_version else "")
+    route = f" (route {' → '.join(f'`{entry}`' for entry in reply.route)})" if reply.route else ""
+    return f"Answered by {who}{route}."

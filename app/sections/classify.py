@@ -13,19 +13,20 @@ from tunesmith.serving.client import ClientError, MusicClient
 LABEL = "Classify"
 
 
-def classify(server_url: str, recording: str | None):
+def classify(server_url: str, recording: str | None, *, seldon: bool | None = None):
     """Which dance rhythm a recording has; what the Classify button runs.
 
     Args:
         server_url: base URL of the inference server.
         recording: path of the audio file.
+        seldon: whether ``server_url`` is a Seldon endpoint; ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
         ``(message, {label: probability}, top_label)``.
     """
     if not recording:
         return no_audio_message("a tune"), None, ""
-    with MusicClient(server_url) as client:
+    with MusicClient(server_url, seldon=seldon) as client:
         try:
             probabilities = client.classify(audio_bytes(recording))
         except ClientError as exc:
@@ -53,7 +54,7 @@ def build(ctx: AppContext) -> None:
             top = gr.Textbox(label="Top label", interactive=False)
 
     def run(recording):
-        return classify(ctx.server_url, recording)
+        return classify(ctx.server_url, recording, seldon=ctx.seldon)
 
     use_last.click(or_skip, ctx.last_tune, recording, api_visibility="private")
     button.click(run, recording, [message, chart, top], api_name="classify",

@@ -1,21 +1,33 @@
 """The Compose section: a tune from a prompt, engraved and played (stage 1).
 
 Its button is the ``/compose`` API endpoint; a link such as ``/?prompt=a+jig+in+D&seed=7`` opens the
-app with that tune composed.
+app with that tune composed. The tune comes from the generator version the *Composer* picks (stage 2
+serves two), or from stage 3's ``studio`` pipeline, where both versions write a candidate and a critic
+keeps the better one; the message says who answered.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app.common import DEFAULT_INSTRUMENT, INSTRUMENTS, AppContext, or_skip, seed_or_none
+from app.common import DEFAULT_INSTRUMENT, INSTRUMENTS, AppContext, or_skip, seed_or_none, served_by
 from tunesmith.audio.io import decode_audio
 from tunesmith.audio.plots import spectrogram, waveform
 from tunesmith.music.abc import dance_tempo
 from tunesmith.music.notation import notation_html
-from tunesmith.serving.client import ClientError, MusicClient
+from tunesmith.serving.client import STUDIO, ClientError, MusicClient, PipelineNotReady
 
 LABEL = "Compose"
+NEWEST = "newest"
+TARGETS = (
+    ("generator (newest)", NEWEST),
+    ("generator v1", "v1"),
+    ("generator v2", "v2"),
+    ("studio pipeline (both versions + critic)", STUDIO),
+)
+"""The *Composer* choices: ``(label, value)``; the value is what ``/compose`` takes as ``target``."""
+PIPELINE_HINT = ("Pipelines run on a Seldon endpoint: `make up` serves the platform through the gateway "
+                 "once stage 3's manifests exist, `make gateway` serves your own `manifests/`.")
 EXAMPLE_PROMPTS = (
     "a lively jig in D",
     "a reel in G major",
@@ -33,11 +45,14 @@ def compose(
     instrument: str = DEFAULT_INSTRUMENT,
     seed: float | None = -1,
     bars: int = 0,
+    target: str = NEWEST,
+    *,
+    seldon: bool | None = None,
 ):
     """Write a tune for ``prompt``, engrave it and play it; what the Compose button runs.
 
     Args:
-        server_url: base URL of the inference server.
+        server_url: base URL of the inference server (or Seldon endpoint).
         prompt: what to write, e.g. "a lively jig in D".
         temperature: sampling temperature; lower is safer, higher more adventurous.
         tempo: quarter notes per minute for the synthesizer; 0 for the tune's dance tempo (a reel
@@ -46,18 +61,40 @@ def compose(
         instrument: one of :data:`app.common.INSTRUMENTS`.
         seed: a whole number (0 or more) to repeat a result; -1 or empty for a new tune every time.
         bars: how many bars to write; 0 lets the model decide.
+        target: who writes the tune (:data:`TARGETS`): ``"newest"`` (the server's newest generator
+            version), ``"v1"``, ``"v2"``, or ``"studio"`` (the pipeline: both versions write
+            candidates, the critic keeps one; it takes the prompt, seed and bars, and samples at the
+            generators' own temperature).
+        seldon: whether ``server_url`` is a Seldon endpoint; ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
         ``(message, abc, notation_html, wav_bytes, waveform_figure, spectrogram_figure)``; when a
-        step fails, the message says why and the later outputs are empty.
+        step fails, the message says why and the later outputs are empty. The message ends with
+        who answered (and, from a Seldon endpoint, the route the request took).
     """
     if not (prompt or "").strip():
         return "Write a prompt first, e.g. *a lively jig in D*.", "", "", None, None, None
+    target = (target or NEWEST).strip()
+    if target not in dict((value, label) for label, value in TARGETS):
+        choices = ", ".join(value for _, value in TARGETS)
+        return f"Unknown composer {target!r}: choose one of {choices}.", "", "", None, None, None
     seed = seed_or_none(seed)
     bars = int(bars) if bars else None
-    with MusicClient(server_url) as client:
+    with MusicClient(server_url, seldon=seldon) as client:
         try:
-            abc = client.compose(prompt.strip(), seed=seed, temperature=float(temperature), bars=bars)
+            if target == STUDIO:
+                result = client.studio(prompt.strip(), seed=seed, bars=bars)
+                abc = result.abc
+                scores = ", ".join(f"{label} {score:.2f}" for label, score in zip(result.labels, result.scores))
+                answered = (f"The critic chose {result.winner} of {len(result.scores)} candidates ({scores}). "
+                            + served_by(result.reply))
+            else:
+                abc = client.compose(prompt.strip(), seed=seed, temperature=float(temperature), bars=bars,
+                                     version=None if target == NEWEST else target)
+                answered = served_by(client.last_reply)
+        except PipelineNotReady as exc:
+            hint = "" if exc.loading else f" {PIPELINE_HINT}"
+            return f"Could not compose: {exc}{hint}", "", "", None, None, None
         except ClientError as exc:
             return f"Could not compose: {exc}", "", "", None, None, None
         notation = notation_html(abc)
@@ -65,11 +102,12 @@ def compose(
         try:
             wav, sample_rate = client.synthesize(abc, tempo=tempo, instrument=instrument or None)
         except ClientError as exc:
-            return f"Composed the tune, but could not play it: {exc}", abc, notation, None, None, None
+            return f"Composed the tune, but could not play it: {exc} {answered}", abc, notation, None, None, None
     samples, _ = decode_audio(wav)
     seconds = len(samples) / sample_rate
     speed = f"{tempo} bpm" if tempo else "the synthesizer's default tempo"
-    message = f"Composed and played on {instrument} at {speed}: {seconds:.1f} s of audio at {sample_rate} Hz."
+    message = (f"Composed and played on {instrument} at {speed}: {seconds:.1f} s of audio at {sample_rate} Hz. "
+               f"{answered}")
     return message, abc, notation, wav, waveform(samples, sample_rate), spectrogram(samples, sample_rate)
 
 
@@ -92,6 +130,8 @@ def build(ctx: AppContext) -> None:
                                   info="0: the rhythm's dance tempo (a reel 220, a jig 168)")
                 instrument = gr.Dropdown(list(INSTRUMENTS), value=DEFAULT_INSTRUMENT, label="Instrument")
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1: a new tune each time; any other number repeats one")
+            target = gr.Dropdown(list(TARGETS), value=NEWEST, label="Composer",
+                                 info="a generator version, or the studio pipeline: both versions write, a critic picks")
             button = gr.Button("Compose", variant="primary")
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Try")
         with gr.Column(scale=2):
@@ -103,10 +143,10 @@ def build(ctx: AppContext) -> None:
         wave_plot = gr.Plot(label="Waveform")
         spec_plot = gr.Plot(label="Spectrogram")
 
-    def run(prompt, temperature, tempo, instrument, seed, bars):
-        return compose(ctx.server_url, prompt, temperature, tempo, instrument, seed, bars)
+    def run(prompt, temperature, tempo, instrument, seed, bars, target=NEWEST):
+        return compose(ctx.server_url, prompt, temperature, tempo, instrument, seed, bars, target, seldon=ctx.seldon)
 
-    def from_link(temperature, tempo, instrument, seed, bars, request: gr.Request):
+    def from_link(temperature, tempo, instrument, seed, bars, target, request: gr.Request):
         """A link such as ``/?prompt=a+jig+in+D&seed=7`` opens with that tune composed."""
         query = request.query_params if request is not None else {}
         text = (query.get("prompt") or "").strip()
@@ -116,9 +156,9 @@ def build(ctx: AppContext) -> None:
             seed = int(query.get("seed", seed))
         except ValueError:
             pass
-        return [text, seed, *run(text, temperature, tempo, instrument, seed, bars)]
+        return [text, seed, *run(text, temperature, tempo, instrument, seed, bars, target)]
 
-    inputs = [prompt, temperature, tempo, instrument, seed, bars]
+    inputs = [prompt, temperature, tempo, instrument, seed, bars, target]
     outputs = [message, abc, notation, audio, wave_plot, spec_plot]
 
     button.click(run, inputs, outputs, api_name="compose",

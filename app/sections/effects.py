@@ -31,13 +31,14 @@ def _step(low: float, high: float, default: float) -> float:
     return step
 
 
-def apply_effects(server_url: str, recording: str | None, *settings: float):
+def apply_effects(server_url: str, recording: str | None, *settings: float, seldon: bool | None = None):
     """Run the effect chain on a file; what the Apply button runs.
 
     Args:
         server_url: base URL of the inference server.
         recording: path of the audio file (the last composed tune, an upload or a recording).
         *settings: the values of :data:`EFFECT_NAMES`, in that order.
+        seldon: whether ``server_url`` is a Seldon endpoint; ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
         ``(message, wav_bytes, before_spectrogram, after_spectrogram)``.
@@ -46,7 +47,7 @@ def apply_effects(server_url: str, recording: str | None, *settings: float):
         return no_audio_message("audio (or compose a tune and use it)"), None, None, None
     params = dict(zip(EFFECT_NAMES, (float(v) for v in settings)))
     data = audio_bytes(recording)
-    with MusicClient(server_url) as client:
+    with MusicClient(server_url, seldon=seldon) as client:
         try:
             wav, sample_rate = client.effects(data, **params)
         except ClientError as exc:
@@ -84,7 +85,7 @@ def build(ctx: AppContext) -> None:
             after_plot = gr.Plot(label="Spectrogram after")
 
     def run(recording, *settings):
-        return apply_effects(ctx.server_url, recording, *settings)
+        return apply_effects(ctx.server_url, recording, *settings, seldon=ctx.seldon)
 
     # The endpoint's arguments are named after the effect settings (recording, tempo_rate, ...),
     # read from PARAM_RANGES like the sliders, so API callers can pass them by name.

@@ -104,6 +104,8 @@ def hum_to_tune(
     temperature: float = 1.0,
     seed: float | None = -1,
     instrument: str = DEFAULT_INSTRUMENT,
+    *,
+    seldon: bool | None = None,
 ):
     """Transcribe a hummed, sung, whistled or played melody, continue it into a tune, and play that.
 
@@ -114,6 +116,7 @@ def hum_to_tune(
         temperature: the generator's sampling temperature.
         seed: a whole number to repeat a result; -1 or empty for a new one each time.
         instrument: one of :data:`app.common.INSTRUMENTS`.
+        seldon: whether ``server_url`` is a Seldon endpoint; ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
         ``(message, heard_abc, heard_notation, tune_abc, tune_notation, wav_bytes, notes_summary)``;
@@ -124,7 +127,7 @@ def hum_to_tune(
     if not recording:
         return (no_audio_message("a melody"), *empty)
     seed = seed_or_none(seed)
-    with MusicClient(server_url) as client:
+    with MusicClient(server_url, seldon=seldon) as client:
         try:
             heard = client.transcribe(audio_bytes(recording))
         except ClientError as exc:
@@ -184,7 +187,7 @@ def build(ctx: AppContext) -> None:
             tune_abc = gr.Code(label="Tune (ABC)", language=None, lines=8, interactive=False)
 
     def run(recording, bars, temperature, seed, instrument):
-        return hum_to_tune(ctx.server_url, recording, bars, temperature, seed, instrument)
+        return hum_to_tune(ctx.server_url, recording, bars, temperature, seed, instrument, seldon=ctx.seldon)
 
     button.click(run, [recording, bars, temperature, seed, instrument],
                  [message, heard_abc, heard_notation, tune_abc, tune_notation, audio, summary],

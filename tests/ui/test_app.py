@@ -12,7 +12,7 @@ from ui_launch import launched, load_app_module
 
 pytestmark = pytest.mark.ui
 
-COMPOSE_INPUTS = ["prompt", "temperature", "tempo", "instrument", "seed", "bars"]
+COMPOSE_INPUTS = ["prompt", "temperature", "tempo", "instrument", "seed", "bars", "target"]
 COMPOSE_OUTPUTS = ["message", "abc", "notation", "audio", "waveform", "spectrogram"]
 
 
@@ -29,7 +29,8 @@ def test_compose_endpoint_signature(app_module, closed_url):
         api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
     compose = api["named_endpoints"]["/compose"]
     assert [p["parameter_name"] for p in compose["parameters"]] == COMPOSE_INPUTS
-    assert [not p["parameter_has_default"] for p in compose["parameters"]] == [True] + [False] * 5
+    assert [not p["parameter_has_default"] for p in compose["parameters"]] == [True] + [False] * 6
+    assert compose["parameters"][-1]["parameter_default"] == "newest"  # callers that name no composer get the newest
     assert [r["label"].lower() for r in compose["returns"]] == COMPOSE_OUTPUTS
     assert "/status" in api["named_endpoints"]
 

@@ -32,9 +32,10 @@ def test_page_renders_and_says_the_server_is_down(app_module, closed_url, tmp_pa
     assert f"The inference server at {closed_url} is not running." in text
     for label in ("Prompt", "Compose", "Temperature", "Tempo", "Instrument", "Seed", "Bars"):
         assert label in text
-    for tab in ("Hum to tune", "Effects", "Classify"):  # the later stages' tabs, after Compose
+    for tab in ("Hum to tune", "Effects", "Classify", "Studio"):  # the later stages' tabs, after Compose
         assert tab in text
-    assert text.index("Compose") < text.index("Hum to tune") < text.index("Effects") < text.index("Classify")
+    assert (text.index("Compose") < text.index("Hum to tune") < text.index("Effects") < text.index("Classify")
+            < text.index("Studio"))
 
 
 @pytest.mark.server
@@ -64,6 +65,11 @@ MESSAGE = f"(({PANEL}).querySelector('.status-line [data-testid=markdown]') || {
 """JavaScript: the message line of the tab on show, once its button's action has finished."""
 
 
+SECTIONS = (("Hum to tune", "Your melody"), ("Effects", "Before"), ("Classify", "A tune"),
+            ("Studio", "Ask the studio"), ("Compose", "Prompt"))
+"""Every section but the first, then the first again, with a label that shows it is on show."""
+
+
 def test_every_tab_opens_and_the_page_stays_responsive(app_module, closed_url, tmp_path):
     """A person reaches each tab's inputs: the Hum to tune, Effects and Classify recorders included."""
     with launched(app_module, closed_url) as url:
@@ -71,13 +77,12 @@ def test_every_tab_opens_and_the_page_stays_responsive(app_module, closed_url, t
             browser.open(url)
             browser.wait_for_text("is not running", timeout=60)
             shown = {}
-            for tab, label in (("Hum to tune", "Your melody"), ("Effects", "Before"), ("Classify", "A tune"),
-                               ("Compose", "Prompt")):
+            for tab, label in SECTIONS:
                 browser.select_tab(tab)
                 shown[tab] = browser.evaluate(f"{PANEL}.innerText")
-    for tab, label in (("Hum to tune", "Your melody"), ("Effects", "Before"), ("Classify", "A tune"),
-                       ("Compose", "Prompt")):
+    for tab, label in SECTIONS:
         assert label in shown[tab], (tab, shown[tab][:500])
+    assert "Composer" in shown["Compose"]  # a generator version or the studio pipeline
     for tab in ("Hum to tune", "Effects", "Classify"):
         assert "Record" in shown[tab], f"the {tab} tab offers no microphone"
 
@@ -211,3 +216,41 @@ def test_a_melody_hummed_into_the_microphone_is_classified(app_module, ui_server
     assert said, text
     assert said.group(1) == top
     assert 0 < int(said.group(2)) <= 100
+
+
+@pytest.mark.server
+def test_the_studio_plays_the_winner_and_charts_the_critics_scores(app_module, ui_gateway, tmp_path):
+    """The Studio section against a Seldon gateway: pick an example prompt, ask, see and hear the winner."""
+    with launched(app_module, ui_gateway.http_url, seldon=True) as url:
+        with Browser(tmp_path / "profile") as browser:
+            browser.open(url)
+            browser.wait_for_text("Seldon endpoint at", timeout=60)
+            browser.select_tab("Studio")
+            browser.wait_for_text("pipeline is ready", timeout=60)
+            browser.click("a lively jig in D", within=PANEL)  # an example fills the prompt
+            browser.wait_for(f"{PANEL}.querySelector('textarea').value === 'a lively jig in D'", "the prompt")
+            browser.click("Ask the studio", within=PANEL)
+            message = browser.wait_for(MESSAGE, "the studio's answer", timeout=240)
+            bars = browser.wait_for("document.querySelectorAll('#studio-scores .mark-rect path').length",
+                                    "the critic's bar chart", timeout=30)
+            captions = browser.evaluate("Array.from(document.querySelectorAll('#studio-scores text'))"
+                                        ".map(t => t.textContent).filter(t => /^[A-Z]: [0-9.]+$/.test(t))")
+            engraved = browser.evaluate(f"{PANEL}.querySelectorAll('.notation svg').length")
+            wav = browser.wait_for(
+                f"Array.from({PANEL}.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || "
+                "e.getAttribute('href')).find(u => u && u.includes('file=') && u.endsWith('.wav'))",
+                "the winner's audio player", timeout=30)
+            played = browser.evaluate(
+                f"fetch({wav!r}).then(r => r.arrayBuffer()).then(b => new OfflineAudioContext(1, 1, 22050)"
+                ".decodeAudioData(b)).then(a => a.duration)", timeout=60)
+            report = browser.evaluate(f"Array.from({PANEL}.querySelectorAll('textarea')).map(e => e.value)"
+                                      ".find(v => v.includes('winner')) || ''")
+            png = browser.screenshot(tmp_path / "studio.png")
+    chosen = re.search(r"The critic chose ([A-Z]) of (\d+) candidates", message)
+    assert chosen, message
+    assert "studio pipeline" in message and ":studio.pipeline:" in message
+    assert bars == int(chosen.group(2)) == len(captions) >= 2, (bars, captions, message)
+    assert engraved >= 1, "no notation SVG for the winner"
+    assert played > 1, played
+    assert f"winner {chosen.group(1)}" in report, report
+    assert distinct_colours(png) > 50

@@ -25,9 +25,12 @@ def load_app_module(name: str = "app.app"):
 
 
 @contextmanager
-def launched(app_module, server_url: str):
-    """Launch the app on a free port without blocking; yield its URL; close it afterwards."""
-    demo = app_module.build_app(server_url)
+def launched(app_module, server_url: str, seldon: bool | None = False):
+    """Launch the app on a free port without blocking; yield its URL; close it afterwards.
+
+    ``seldon``: whether ``server_url`` is a Seldon endpoint (``None``: as ``$TUNESMITH_SELDON`` says).
+    """
+    demo = app_module.build_app(server_url, seldon=seldon)
     port = free_port()
     demo.queue().launch(
         server_name="127.0.0.1",

@@ -11,6 +11,7 @@ trained models.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -453,3 +454,325 @@ def test_grpc_errors(grpc_client):
 def test_grpc_infer_helper(stub_server):
     outputs = grpc_infer(stub_server.grpc_address, "tune-generator", {"prompt": ["a march"]})
     assert outputs["abc"][0].startswith("X:1")
+
+
+# -- Seldon: the same client against tunesmith gateway -----------------------------------------------
+STUB_CRITIC = '''
+import numpy as np
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec, StringCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from tunesmith.serving.inputs import read_strings
+
+
+class StubCritic(MLModel):
+    """Every input is a candidate tune; the later a candidate comes, the better it scores."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        tunes = [read_strings(request, i.name, max_items=1, max_chars=20000)[0] for i in request.inputs]
+        scores = np.linspace(0.5, 0.9, len(tunes)).astype(np.float32) if len(tunes) > 1 else np.ones(1, np.float32)
+        best = int(np.argmax(scores))
+        labels = [chr(ord("A") + i) for i in range(len(tunes))]
+        report = "; ".join(f"{label} {'won' if i == best else 'lost'} with {scores[i]:.2f}" for i, label in enumerate(labels))
+        return InferenceResponse(model_name=self.name, outputs=[
+            StringCodec.encode_output("abc", [tunes[best]]),
+            NumpyCodec.encode_output("scores", scores),
+            StringCodec.encode_output("report", [report]),
+        ])
+'''
+
+STUB_BROKEN = '''
+from mlserver import MLModel
+
+
+class Broken(MLModel):
+    async def load(self) -> bool:
+        raise RuntimeError("no weights in this folder")
+'''
+
+STUB_SLOW = '''
+import asyncio
+
+from mlserver import MLModel
+
+
+class Slow(MLModel):
+    """Still loading while the tests run, as models are while `make up` opens the UI."""
+
+    async def load(self) -> bool:
+        await asyncio.sleep(600)
+        return True
+'''
+
+SELDON_MODELS = {  # Seldon Model -> stand-in folder
+    "tune-generator-v1": "tune-generator", "tune-generator-v2": "tune-generator", "synthesizer": "synthesizer",
+    "tune-critic": "tune-critic", "broken": "broken",
+}
+STUB_STUDIO = """\
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: studio
+spec:
+  steps:
+    - name: tune-generator-v1
+      inputs: [studio.inputs.prompt, studio.inputs.seed, studio.inputs.bars]
+    - name: tune-generator-v2
+      inputs: [studio.inputs.prompt, studio.inputs.seed, studio.inputs.bars]
+    - name: tune-critic
+      inputs: [tune-generator-v1.outputs.abc, tune-generator-v2.outputs.abc]
+      tensorMap:
+        tune-generator-v1.outputs.abc: candidate_1
+        tune-generator-v2.outputs.abc: candidate_2
+    - name: synthesizer
+      inputs: [tune-critic.outputs.abc]
+  output:
+    steps: [tune-critic, synthesizer]
+"""
+STUB_BROKEN_CHAIN = """\
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: broken-chain
+spec:
+  steps:
+    - name: broken
+      inputs: [broken-chain.inputs.prompt]
+  output:
+    steps: [broken]
+"""
+
+
+def write_stub_manifests(root):
+    """Stand-in models under ``root/models`` and Seldon manifests naming them under ``root/manifests``."""
+    models = write_stub_models(root / "models")
+    for name, module, cls, source, outputs in (
+        ("tune-critic", "stub_critic", "StubCritic", STUB_CRITIC, ["abc", "scores", "report"]),
+        ("broken", "stub_broken", "Broken", STUB_BROKEN, []),
+    ):
+        (models / name).mkdir()
+        (models / name / f"{module}.py").write_text(textwrap.dedent(source))
+        settings = {"name": name, "implementation": f"{module}.{cls}",
+                    "outputs": [{"name": o, "datatype": "BYTES", "shape": [-1]} for o in outputs]}
+        (models / name / "model-settings.json").write_text(json.dumps(settings))
+    manifests = root / "manifests"
+    manifests.mkdir()
+    for name, folder in SELDON_MODELS.items():
+        (manifests / f"{name}.yaml").write_text(
+            f"apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: {name}\n"
+            f"spec:\n  storageUri: {models / folder}\n")
+    (manifests / "studio.yaml").write_text(STUB_STUDIO)
+    (manifests / "broken-chain.yaml").write_text(STUB_BROKEN_CHAIN)
+    return manifests, models
+
+
+@contextlib.contextmanager
+def running_gateway(manifests, models, log, ready_path: str):
+    """``tunesmith gateway`` on free ports until the context ends; yields ``(REST URL, gRPC address)``
+    once ``ready_path`` answers 200."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tunesmith import paths
+
+    http_port, grpc_port = free_port(), free_port()
+    name = f"test-client-gateway-{http_port}"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunesmith", "gateway", "--manifests", str(manifests), "--models", str(models),
+             "--name", name, "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if requests.get(url + ready_path, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        yield url, f"127.0.0.1:{grpc_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        for run in (paths.RUN / name, paths.RUN / f"{name}-mlserver"):
+            shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stub_gateway(tmp_path_factory):
+    """``tunesmith gateway`` on the stand-ins: ``(REST URL, gRPC address)``."""
+    root = tmp_path_factory.mktemp("seldon")
+    manifests, models = write_stub_manifests(root)
+    with running_gateway(manifests, models, root / "gateway.log", "/v2/pipelines/studio/ready") as gateway:
+        yield gateway
+
+
+@pytest.fixture()
+def seldon_client(stub_gateway):
+    with MusicClient(stub_gateway[0], timeout=30, seldon=True) as c:
+        yield c
+
+
+def test_seldon_names_a_model_per_version():
+    from tunesmith.serving.client import route_names, seldon_name
+
+    assert seldon_name("tune-generator", "v1") == "tune-generator-v1"
+    assert seldon_name("tune-generator") == "tune-generator-v2"  # no version: the newest, as MLServer picks
+    assert seldon_name("synthesizer") == "synthesizer"
+    assert route_names([":tune-generator-v1_1:", ":tune-critic_1:", ":studio.pipeline:"]) == [
+        "tune-generator-v1", "tune-critic", "studio.pipeline"]
+
+
+def test_seldon_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TUNESMITH_SELDON", "1")
+    assert MusicClient("http://127.0.0.1:1").seldon is True
+    assert MusicClient("http://127.0.0.1:1", seldon=False).seldon is False
+    monkeypatch.setenv("TUNESMITH_SELDON", "0")
+    assert MusicClient("http://127.0.0.1:1").seldon is False
+    monkeypatch.delenv("TUNESMITH_SELDON")
+    assert MusicClient("http://127.0.0.1:1").seldon is False
+
+
+def test_seldon_compose_goes_to_the_versions_model_and_says_who_answered(seldon_client):
+    abc = seldon_client.compose("a reel", seed=1, bars=2, version="v1")
+    assert "T:a reel" in abc
+    reply = seldon_client.last_reply
+    assert (reply.name, reply.route, reply.models) == ("tune-generator-v1", (":tune-generator-v1_1:",), ["tune-generator-v1"])
+    assert reply.request_id and reply.answered_by == "tune-generator-v1"
+    seldon_client.compose("a reel", bars=2)
+    assert seldon_client.last_reply.route == (":tune-generator-v2_1:",)
+    wav, rate = seldon_client.synthesize(abc)
+    assert wav[:4] == b"RIFF" and seldon_client.last_reply.route == (":synthesizer_1:",)
+    assert seldon_client.model_ready("tune-generator", "v1") and seldon_client.model_ready("synthesizer")
+    assert not seldon_client.model_ready("tune-generator", "v3")
+    assert seldon_client.metadata("tune-generator")["name"] == "tune-generator-v2"
+    with pytest.raises(ModelNotReady, match="tune-generator-v3"):
+        seldon_client.compose("a reel", version="v3")
+
+
+def test_a_plain_mlserver_reply_names_the_version(client):
+    client.compose("a reel", bars=2)
+    assert client.last_reply.route == () and client.last_reply.answered_by == "tune-generator"
+
+
+def test_seldon_models_and_pipelines_are_listed_with_their_state(seldon_client):
+    models = {m["name"]: m for m in seldon_client.models()}
+    assert set(models) == set(SELDON_MODELS)
+    assert {n for n, m in models.items() if m["state"] == "READY"} == set(SELDON_MODELS) - {"broken"}
+    assert models["broken"]["state"] == "UNAVAILABLE" and "no weights" in models["broken"]["reason"]
+    pipelines = {p["name"]: p for p in seldon_client.pipelines()}
+    assert pipelines["studio"]["ready"] is True and pipelines["broken-chain"]["ready"] is False
+    assert seldon_client.pipeline_ready("studio") is True
+    assert seldon_client.pipeline_ready("broken-chain") is False
+    assert seldon_client.pipeline_ready("no-such-pipeline") is False
+
+
+def test_the_studio_pipeline(seldon_client):
+    from tunesmith.serving.client import Studio
+
+    result = seldon_client.studio("a slip jig")
+    assert isinstance(result, Studio)
+    assert "T:a slip jig" in result.abc
+    assert result.abc.count("|") == 8  # the pipeline needs a seed and bars: the client sends them
+    assert isinstance(result.seed, int)
+    again = seldon_client.studio("a slip jig", seed=result.seed, bars=3)
+    assert again.seed == result.seed and again.abc.count("|") == 3
+    assert result.scores == pytest.approx([0.5, 0.9]) and result.labels == ["A", "B"] and result.winner == "B"
+    assert result.report == "A lost with 0.50; B won with 0.90"
+    assert result.wav[:4] == b"RIFF" and result.sample_rate == 16000
+    reply = result.reply
+    assert reply.kind == "pipeline" and reply.answered_by == "pipeline studio"
+    assert set(reply.models) == {"tune-generator-v1", "tune-generator-v2", "tune-critic", "synthesizer"}
+    assert reply.route[-1] == ":studio.pipeline:" and reply.pipeline_version == "1" and reply.request_id
+    assert seldon_client.last_reply is again.reply
+
+
+def test_pipeline_errors_say_what_is_missing(seldon_client):
+    from tunesmith.serving.client import PipelineNotReady
+
+    with pytest.raises(PipelineNotReady) as unknown:
+        seldon_client.pipeline("no-such-pipeline", prompt="x")
+    assert not unknown.value.loading and "not served" in str(unknown.value)
+    assert "studio" in str(unknown.value)  # the gateway lists what it serves
+    with pytest.raises(PipelineNotReady) as loading:
+        seldon_client.pipeline("broken-chain", prompt="x")
+    assert loading.value.loading and "not ready" in str(loading.value)
+    with pytest.raises(BadRequest) as bad:
+        seldon_client.studio("x" * 300)
+    assert str(bad.value).startswith("tune-generator-v")  # Seldon's "<step> : <error>"
+    with pytest.raises(ServerUnavailable):
+        MusicClient(closed_url(), seldon=True).studio("a jig")
+
+
+def test_a_plain_mlserver_serves_no_pipelines(client):
+    from tunesmith.serving.client import ClientError, PipelineNotReady
+
+    with pytest.raises(PipelineNotReady, match="not served"):
+        client.studio("a jig")
+    with pytest.raises(ClientError, match="serves no pipelines"):
+        client.pipelines()
+
+
+def test_seldon_over_grpc(stub_gateway, seldon_client):
+    from tunesmith.serving.client import ClientError, PipelineNotReady
+
+    with GrpcMusicClient(stub_gateway[1], timeout=30, seldon=True) as grpc_client:
+        assert grpc_client.live()
+        abc = grpc_client.compose("a hornpipe", seed=4, bars=3, version="v1")
+        assert grpc_client.last_reply.route == (":tune-generator-v1_1:",)
+        assert abc == seldon_client.compose("a hornpipe", seed=4, bars=3, version="v1")
+        assert grpc_client.model_ready("tune-generator", "v1") and not grpc_client.model_ready("broken")
+        assert grpc_client.pipeline_ready("studio") and not grpc_client.pipeline_ready("broken-chain")
+        assert not grpc_client.pipeline_ready("no-such-pipeline")
+        result = grpc_client.studio("a slip jig")
+        assert result.scores == pytest.approx([0.5, 0.9]) and result.wav[:4] == b"RIFF"
+        assert result.reply.route[-1] == ":studio.pipeline:" and result.reply.request_id
+        assert grpc_client.metadata("tune-generator")["name"] == "tune-generator-v2"
+        with pytest.raises(PipelineNotReady) as unknown:
+            grpc_client.pipeline("no-such-pipeline", prompt="x")
+        assert not unknown.value.loading
+        with pytest.raises(PipelineNotReady) as loading:
+            grpc_client.pipeline("broken-chain", prompt="x")
+        assert loading.value.loading
+        with pytest.raises(BadRequest):
+            grpc_client.studio("x" * 300)
+        with pytest.raises(ClientError, match="REST"):
+            grpc_client.models()
+
+
+def test_a_failed_model_says_so(seldon_client, stub_gateway):
+    with GrpcMusicClient(stub_gateway[1], timeout=30, seldon=True) as grpc_client:
+        for client in (seldon_client, grpc_client):
+            with pytest.raises(ModelNotReady) as failed:
+                client.infer("broken", {"prompt": "x"})
+            assert not failed.value.loading and "server log" in str(failed.value), failed.value
+
+
+def test_a_model_still_loading_says_so(tmp_path):
+    """A gateway answers while its MLServer loads (as `make up` opens the UI): "not ready yet", not "failed"."""
+    (tmp_path / "models" / "slow").mkdir(parents=True)
+    (tmp_path / "models" / "slow" / "stub_slow.py").write_text(textwrap.dedent(STUB_SLOW))
+    (tmp_path / "models" / "slow" / "model-settings.json").write_text(
+        json.dumps({"name": "slow", "implementation": "stub_slow.Slow"}))
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "slow.yaml").write_text(
+        f"apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: slow\n"
+        f"spec:\n  storageUri: {tmp_path / 'models' / 'slow'}\n")
+    with running_gateway(tmp_path / "manifests", tmp_path / "models", tmp_path / "gateway.log", "/ready") as (url, address):
+        with MusicClient(url, timeout=30, seldon=True) as rest, GrpcMusicClient(address, timeout=30, seldon=True) as rpc:
+            for client in (rest, rpc):
+                with pytest.raises(ModelNotReady) as loading:
+                    client.infer("slow", {"prompt": "x"})
+                assert loading.value.loading and "is not ready yet" in str(loading.value), loading.value
+            (slow,) = rest.models()
+            assert (slow["name"], slow["state"]) == ("slow", "LOADING"), slow

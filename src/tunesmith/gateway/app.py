@@ -12,6 +12,8 @@ httpserver.go``). Here one app plays both parts:
   (``httpserver.go: pipelineReady``, ``status/ready.go``);
 * ``GET /v2/models/{name}``: a model's metadata from MLServer; for a pipeline, its description;
 * ``GET /v2/pipelines``, ``GET /v2/pipelines/{p}``: LOCAL, the pipelines, their steps and readiness;
+* ``GET /v2/models``: LOCAL, every Model of the manifests with its state in MLServer (``READY``,
+  ``LOADING``, ``UNAVAILABLE`` and the reason), what a cluster's ``seldon model status`` tells;
 * ``GET /v2/pipelines/{p}/inspect?request_id=...&expr=p.step.outputs.tensor``: LOCAL stand-in for
   ``seldon pipeline inspect`` (``operator/pkg/cli/kafka.go``), the latest request without an id;
 * ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2``: MLServer's answers;
@@ -176,6 +178,33 @@ class RestGateway:
     async def pipelines(self, request: Request) -> Response:
         return JSONResponse({"pipelines": await self.resources.describe_pipelines()})
 
+    async def models(self, request: Request) -> Response:
+        """LOCAL: every Model of the manifests with its state in MLServer's repository index.
+
+        MLServer's repository API stays internal (it can unload models); this reads it and answers
+        ``{"models": [{"name", "server", "state", "ready", "reason"}]}``. A Model MLServer does not
+        list yet, or every Model while MLServer does not answer, is ``LOADING``.
+        """
+        states: dict[str, dict] = {}
+        starting = ""
+        try:
+            reply = await self.upstream.request("POST", "/v2/repository/index", body=b"{}",
+                                                headers={"content-type": "application/json"}, timeout_s=5)
+            index = json.loads(reply.body) if reply.status == 200 else []
+            states = {m["name"]: m for m in index if isinstance(m, dict) and isinstance(m.get("name"), str)}
+        except UpstreamError as exc:
+            starting = exc.message
+        except ValueError:
+            starting = "the model server's index is unreadable"
+        models = []
+        for name in sorted(self.resources.models):
+            entry = states.get(name) or {}
+            state = str(entry.get("state") or "LOADING").removeprefix("State.")
+            reason = entry.get("reason") or ("" if entry else starting or "not listed by the model server yet")
+            models.append({"name": name, "server": self.resources.server_of(name), "state": state,
+                           "ready": state == "READY", "reason": reason})
+        return JSONResponse({"models": models})
+
     async def inspect(self, request: Request) -> Response:
         """The recorded messages of one request (default: the latest), as ``seldon pipeline inspect`` shows them."""
         name = request.path_params["name"]
@@ -252,6 +281,7 @@ def create_app(resources: Resources, *, max_body_bytes: int, limit_source: str, 
         Route("/v2/pipelines/{name}", rest.pipeline, methods=["GET"]),
         Route("/v2/pipelines", rest.pipelines, methods=["GET"]),
         Route("/v2/models/{name}", rest.metadata_model_path, methods=["GET"]),
+        Route("/v2/models", rest.models, methods=["GET"]),
         Route("/v2/health/live", rest.live, methods=["GET"]),
         Route("/v2/health/ready", rest.ready, methods=["GET"]),
         Route("/v2", rest.server_metadata, methods=["GET"]),
