@@ -47,8 +47,8 @@ setup: $(STAMP) ## Create .venv and install everything (runs once; again when re
 serve: setup ## Run MLServer on your models/ in this terminal (Ctrl-C stops it)
 	$(TUNESMITH) serve --models models --name serve $(PORTS)
 
-app: setup ## Run the Gradio UI against the server at HOST:HTTP_PORT
-	TUNESMITH_SERVER_URL=$(SERVER_URL) $(PY) -m app --host $(HOST) --port $(UI_PORT)
+app: setup ## Run the Gradio UI against the server at HOST:HTTP_PORT (SELDON=1 for make gateway)
+	TUNESMITH_SERVER_URL=$(SERVER_URL) $(if $(SELDON),TUNESMITH_SELDON=1) $(PY) -m app --host $(HOST) --port $(UI_PORT)
 
 platform: setup ## Build the finished platform (every stage's models) into build/platform/models
 	$(TUNESMITH) stage solution --into $(PLATFORM) --no-backup
