@@ -183,7 +183,11 @@ class Server:
             for fd in locks:  # the server holds its own copies of the locks from here on
                 os.close(fd)
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:  # not ready in time, or interrupted: never leave a half-started server behind
+                self.stop()
+                raise
         return self
 
     def _spawn(self, locks: list[int]) -> None:
