@@ -99,7 +99,7 @@ def metric_count(server, name: str, model: str) -> float:
 def test_transcriber_over_rest_and_its_metric_on_the_metrics_endpoint(platform_server):
     before = metric_count(platform_server, "transcription_confidence", "transcriber")
     out = outputs_of(infer(platform_server, "transcriber", [audio_input(hum())]))
-    assert {name: o["shape"] for name, o in out.items()} == {n: [1] for n in ("abc", "confidence", "tempo", "key", "meter")}
+    assert {name: o["shape"] for name, o in out.items()} == {n: [1] for n in ("abc", "header", "confidence", "tempo", "key", "meter")}
     assert "G3GAB" in out["abc"]["data"][0].replace(" ", "") and out["meter"]["data"][0] == "6/8"
     assert 0.5 < out["confidence"]["data"][0] <= 1.0
     assert metric_count(platform_server, "transcription_confidence", "transcriber") == before + 1

@@ -1,12 +1,13 @@
 """Execute every workshop notebook headless, in reading order, as a learner would.
 
 The notebooks run in a scratch copy of the repository layout (``<tmp>/notebooks`` next to an empty
-``<tmp>/models``), so their ``../models/...`` cells write there and the repository's own ``models/``
-is never touched. The kernel gets free ports through ``HTTP_PORT``/``GRPC_PORT``/``METRICS_PORT``,
-the variables ``tunesmith.workshop.notebook.start_server`` reads, so the server the notebooks start cannot
-clash with anything else running. Every cell runs, exercises' solutions included, except the cells
-tagged ``skip-ci`` (e.g. one that blocks to keep the UI open); the server is stopped at the end,
-also when a notebook fails.
+``<tmp>/models``), so their ``../models/...`` cells write there (and stage 3's ``../manifests/...``
+beside it), and the repository's own ``models/`` and ``manifests/`` are never touched. The kernel
+gets free ports through ``HTTP_PORT``/``GRPC_PORT``/``METRICS_PORT``, the variables
+``tunesmith.workshop.notebook.start_server`` and ``start_gateway`` read, so the server and the gateway
+the notebooks start cannot clash with anything else running. Every cell runs, exercises' solutions
+included, except the cells tagged ``skip-ci`` (e.g. one that blocks to keep the UI open); the server
+and the gateway are stopped at the end, also when a notebook fails.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Workspace:
             **offline.ENVIRONMENT,
         }
         self.run_dir = paths.RUN / f"notebook-{self.http_port}"
+        self.gateway_dir = paths.RUN / f"notebook-gateway-{self.http_port}"
         self.executed: list[str] = []
         self.seconds: dict[str, float] = {}
 
@@ -83,11 +85,16 @@ class Workspace:
                 self.execute(earlier)
 
     def log_tail(self) -> str:
-        log = self.run_dir / "mlserver.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no server log)"
+        """The end of the server's log, or of the gateway's and its MLServer's once stage 3 runs one."""
+        logs = [self.run_dir / "mlserver.log"]
+        if (self.gateway_dir / "gateway.log").exists():
+            logs = [self.gateway_dir / "gateway.log", self.gateway_dir.with_name(self.gateway_dir.name + "-mlserver") / "mlserver.log"]
+        tails = [f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]) for log in logs if log.exists()]
+        return "\n".join(tails) or "(no server log)"
 
     def stop_server(self) -> None:
         stop_pid_file(self.run_dir / "pid")
+        stop_pid_file(self.gateway_dir / "pid")
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,4 @@ def test_stage_reset_replays_exactly_what_the_notebooks_wrote(workspace, tmp_pat
     replayed = tmp_path / "models"
     stages.materialize("solution", replayed, backup=False)
     assert snapshot(replayed) == snapshot(workspace.models)
+    assert snapshot(tmp_path / "manifests") == snapshot(workspace.root / "manifests")

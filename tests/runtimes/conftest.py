@@ -35,3 +35,8 @@ def transcriber(platform_models) -> MLModel:
 @pytest.fixture(scope="session")
 def classifier(platform_models) -> MLModel:
     return load_runtime(platform_models, "style-classifier")
+
+
+@pytest.fixture(scope="session")
+def critic(platform_models) -> MLModel:
+    return load_runtime(platform_models, "tune-critic")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 
 import pytest
 import torch
+from mlserver.settings import ModelSettings
 from runtime_helpers import output, predict, sample_request
 
 from tunesmith.serving.inputs import BadInput
@@ -59,6 +61,32 @@ def test_one_torch_thread_as_configured(prompt_encoder, platform_models):
 
 def test_limits_come_from_the_settings(prompt_encoder):
     assert prompt_encoder.max_prompts == 16 and prompt_encoder.max_prompt_chars == 500
+    assert prompt_encoder.candidates == 1
+
+
+def load_with(platform_models, **extra):
+    """The runtime with ``parameters.extra`` changed as a Seldon Model's ``parameters`` change it: as strings."""
+    settings = ModelSettings.parse_file(str(platform_models / "prompt-encoder" / "model-settings.json"))
+    settings.parameters.extra.update(extra)
+    runtime = settings.implementation(settings)
+    asyncio.run(runtime.load())
+    return runtime
+
+
+def test_candidates_repeat_each_prompts_row(platform_models, prompt_encoder):
+    """Stage 3's `brief` Model: the same folder with candidates "3", one header row per tune to write."""
+    brief = load_with(platform_models, candidates="3")
+    one, three = predict(prompt_encoder, SAMPLE), predict(brief, SAMPLE)
+    n = len(SAMPLE["inputs"][0]["data"])
+    for o in three.outputs:
+        assert o.shape == [3 * n], o.name
+        assert list(o.data.root) == [v for v in output(one, o.name).data.root for _ in range(3)], o.name
+
+
+@pytest.mark.parametrize("value", ["0", "17", "three"])
+def test_a_bad_candidates_setting_fails_the_load(platform_models, value):
+    with pytest.raises(ValueError):
+        load_with(platform_models, candidates=value)
 
 
 BAD = {

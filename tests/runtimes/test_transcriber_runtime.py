@@ -37,10 +37,11 @@ def text(response, name) -> str:
 def test_sample_request_gives_the_tune_and_its_reading(transcriber):
     response = run(transcriber, SAMPLE)
     assert response.model_name == "transcriber"
-    expected = {"abc": "BYTES", "confidence": "FP32", "tempo": "INT32", "key": "BYTES", "meter": "BYTES"}
+    expected = {"abc": "BYTES", "header": "BYTES", "confidence": "FP32", "tempo": "INT32", "key": "BYTES", "meter": "BYTES"}
     assert {o.name: o.datatype for o in response.outputs} == expected
     assert all(o.shape == [1] for o in response.outputs)
     abc = text(response, "abc")
+    assert text(response, "header") == f"X:1\nM:{text(response, 'meter')}\nL:1/8\nK:{text(response, 'key')}"  # a generator's header
     notes = abc.replace(" ", "")  # beaming (spaces between note groups) is a matter of layout
     assert abc.startswith("X:") and "G3GAB" in notes and "eddgdd" in notes
     assert text(response, "meter") == "6/8" and f"K:{text(response, 'key')}" in abc

@@ -151,6 +151,17 @@ def test_seed_beyond_int64_names_the_seed():
     check_request(generator, req(inp("seed", "INT64", [2**63 - 1])))
 
 
+def test_an_input_declared_repeatable_may_come_more_than_once():
+    critic = ModelSettings(name="critic", implementation="mlserver.MLModel", inputs=[
+        {"name": "header", "datatype": "BYTES", "shape": [-1]},
+        {"name": "candidates", "datatype": "BYTES", "shape": [-1], "parameters": {"repeatable": True}},
+    ])
+    check_request(critic, req(inp("header", "BYTES", ["M:6/8"]), inp("candidates", "BYTES", ["a"]),
+                              inp("candidates", "BYTES", ["b", "c"])))
+    with pytest.raises(BadRequest, match="'header'.*more than once"):
+        check_request(critic, req(inp("header", "BYTES", ["x"]), inp("header", "BYTES", ["y"])))
+
+
 def test_a_model_that_declares_nothing_is_not_checked_for_names():
     free = ModelSettings(name="free", implementation="mlserver.MLModel")
     check_request(free, req(inp("anything", "BYTES", ["x"]), outputs=[{"name": "whatever"}]))

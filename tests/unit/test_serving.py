@@ -110,6 +110,18 @@ def test_byte_items_give_one_file_per_row_and_name_the_bad_row():
         read_bytes(request(strings(files, name="audio")), "audio", max_bytes=100)
 
 
+def test_byte_items_labelled_base64_are_decoded_also_when_they_arrive_as_bytes():
+    """A REST caller's base64 file reaches a pipeline step over gRPC as the bytes of its text."""
+    import base64
+
+    labelled = RequestInput(name="audio", datatype="BYTES", shape=[1], data=[base64.b64encode(b"RIFF\x00")],
+                            parameters={"content_type": "base64"})
+    assert read_bytes(request(labelled), "audio", max_bytes=100) == b"RIFF\x00"
+    labelled.data = [b"RIFF\x00"]
+    with pytest.raises(BadInput, match="'audio' is not valid base64"):
+        read_bytes(request(labelled), "audio", max_bytes=100)
+
+
 def test_limits_come_from_model_settings():
     settings = ModelSettings(name="m", implementation="mlserver.MLModel", parameters=ModelParameters(extra={"max_prompts": 8}))
     assert limit(settings, "max_prompts", 1) == 8

@@ -1,14 +1,23 @@
-"""The notebooks' server helpers: start, reuse, restart on change, reload, stop; copying weights."""
+"""The notebooks' server helpers: start, reuse, restart on change, reload, stop; copying weights; stage 3's gateway."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 
 import pytest
 import requests
 
 from tunesmith import paths
+from tunesmith.gateway.manifests import ManifestError
+from tunesmith.serving import launcher
+from tunesmith.serving.lifetime import command_line
 from tunesmith.workshop import notebook as workshop
 from tunesmith.serving.launcher import Server, ServerError, free_port
 
@@ -192,3 +201,137 @@ def test_a_broken_model_is_named_with_its_reason_and_the_others_serve(env, capsy
     out = capsys.readouterr().out
     assert "NOT LOADED: typo" in out and "no weights here" in out
     assert infer(server) == 5
+
+
+# -- stage 3: the gateway ---------------------------------------------------------------------------
+MODEL = """apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  storageUri: gs://tunesmith-workshop/models/{folder}
+"""
+CHAIN = """apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: echo-chain
+spec:
+  steps:
+    - name: echo
+  output:
+    steps:
+      - echo
+"""
+
+
+@pytest.fixture
+def stage3(env, monkeypatch):
+    """``models/`` with an echo model and ``manifests/`` beside it: a Model and a pipeline over it."""
+    monkeypatch.delenv("MODELS_URI", raising=False)
+    write_echo(env, value=1)
+    manifests = env.parent / "manifests"
+    (manifests / "models").mkdir(parents=True)
+    (manifests / "models" / "echo.yaml").write_text(MODEL.format(name="echo", folder="echo"))
+    (manifests / "pipelines").mkdir()
+    (manifests / "pipelines" / "echo-chain.yaml").write_text(CHAIN)
+    yield manifests, env
+    workshop.stop_gateway()
+    name = f"notebook-gateway-{workshop.ports()['http_port']}"  # the gateway's repository is in the real .run/
+    for run in (paths.REPO / ".run" / name, paths.REPO / ".run" / f"{name}-mlserver"):
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def gateway_pid(gateway) -> int:
+    return int((gateway.run_dir / "pid").read_text())
+
+
+def through(gateway, path="/v2/pipelines/echo-chain/infer") -> int:
+    body = {"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [0]}]}
+    response = requests.post(gateway.http_url + path, json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()["outputs"][0]["data"][0]
+
+
+def test_a_gateway_starts_is_reused_restarts_on_change_and_make_stop_ends_it(stage3, capsys):
+    manifests, models = stage3
+    gateway = workshop.start_gateway(manifests, models)
+    out = capsys.readouterr().out
+    assert "models:    echo" in out and "pipelines: echo-chain" in out
+    assert through(gateway) == 1 and through(gateway, "/v2/models/echo/infer") == 1
+    assert gateway.pipelines() == ["echo-chain"] and gateway.models() == ["echo"]
+    first = gateway_pid(gateway)
+
+    assert gateway_pid(workshop.start_gateway(manifests, models)) == first  # the next notebook
+    assert "Reusing the gateway" in capsys.readouterr().out
+
+    (manifests / "models" / "echo-again.yaml").write_text(MODEL.format(name="echo-again", folder="echo"))
+    restarted = workshop.start_gateway(manifests, models)
+    second = gateway_pid(restarted)
+    assert second != first and "changed" in capsys.readouterr().out
+    assert through(restarted, "/v2/models/echo-again/infer") == 1
+
+    write_echo(models, value=2)  # a runtime changed: the model folders are fingerprinted too
+    again = workshop.start_gateway(manifests, models)
+    assert gateway_pid(again) != second and through(again) == 2
+
+    assert launcher.stop_all() == [again.run_dir.name]  # `tunesmith stop` finds it by its pid file
+    assert not workshop.port_in_use(workshop.ports()["http_port"])
+    assert workshop.stop_gateway() is False
+
+
+def test_a_broken_manifest_is_refused_and_the_running_gateway_keeps_serving(stage3, tmp_path):
+    manifests, models = stage3
+    gateway = workshop.start_gateway(manifests, models)
+    bad = tmp_path / "bad-manifests"
+    bad.mkdir()
+    (bad / "echo.yaml").write_text(MODEL.format(name="echo", folder="echo").replace("storageUri", "storageURI"))
+    with pytest.raises(ManifestError, match='unknown field "storageURI"'):
+        workshop.start_gateway(bad, models)
+    (bad / "echo.yaml").write_text(MODEL.format(name="echo", folder="no-such-folder"))
+    with pytest.raises(ManifestError, match="no such folder"):
+        workshop.start_gateway(bad, models)
+    assert through(gateway) == 1
+
+
+def test_the_gateway_and_a_notebook_server_take_turns_on_the_ports(stage3):
+    manifests, models = stage3
+    server = workshop.start_server(models)
+    server_pid = pid(server)
+    gateway = workshop.start_gateway(manifests, models)  # 3.1 after 2.6: the server makes way
+    assert command_line(server_pid) == "" and through(gateway) == 1
+    first_gateway = gateway_pid(gateway)
+    server = workshop.start_server(models)  # back to a stage-2 notebook: the gateway makes way
+    assert command_line(first_gateway) == "" and infer(server) == 1
+
+
+def test_a_gateway_that_never_gets_ready_is_stopped_and_shows_its_log(stage3):
+    manifests, models = stage3
+    (models / "echo" / "echo_runtime.py").write_text("raise ImportError('a runtime that does not import')\n")
+    with pytest.raises(ServerError, match="not ready after 15 s: echo-chain") as caught:
+        workshop.start_gateway(manifests, models, timeout=15)
+    assert "mlserver.log" in str(caught.value)
+    assert not workshop.port_in_use(workshop.ports()["http_port"])
+
+
+def test_a_notebook_gateway_ends_with_the_program_that_ran_its_kernel(stage3):
+    """The gateway outlives the kernel (start_gateway returns) but not the kernel's parent (Jupyter)."""
+    manifests, models = stage3
+    kernel = f"from tunesmith.workshop.notebook import start_gateway; start_gateway({str(manifests)!r}, {str(models)!r})"
+    jupyter = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "{kernel}" && sleep 120'], start_new_session=True)
+    run_dir = paths.REPO / ".run" / f"notebook-gateway-{workshop.ports()['http_port']}"  # the "kernel" has the real .run/
+    try:
+        deadline = time.monotonic() + 120
+        while not workshop._alive(run_dir / "pid") or not workshop.port_in_use(workshop.ports()["http_port"]):
+            assert time.monotonic() < deadline and jupyter.poll() is None
+            time.sleep(0.5)
+        while requests.get(f"http://127.0.0.1:{workshop.ports()['http_port']}/v2/pipelines/echo-chain/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        gateway = int((run_dir / "pid").read_text())
+    finally:
+        os.killpg(jupyter.pid, signal.SIGKILL)  # Jupyter goes; the gateway was started in a session of its own
+        jupyter.wait()
+    deadline = time.monotonic() + 30
+    while command_line(gateway) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert command_line(gateway) == ""

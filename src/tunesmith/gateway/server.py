@@ -46,7 +46,7 @@ from tunesmith.gateway.resources import REQUEST_TIMEOUT_S, Resources
 from tunesmith.gateway.upstream import Upstream, UpstreamError
 from tunesmith.serving import request_guards
 from tunesmith.serving.launcher import DEFAULT_SETTINGS, Server, ServerError, free_port, port_in_use
-from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, lock_ports, stop_on_signals
+from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, end_when_gone, lock_ports, stop_on_signals
 
 READY_TIMEOUT_S = 300.0
 """How long MLServer may take to load the models before the gateway reports what is missing."""
@@ -299,6 +299,7 @@ class Gateway:
 
 
 def main(argv: list[str] | None = None) -> int:
+    end_when_gone()  # a notebook's gateway (TUNESMITH_END_WITH_PID) ends with the Jupyter server that started it
     parser = argparse.ArgumentParser(
         prog="tunesmith gateway",
         description="Serve a folder of Seldon Core v2 manifests: models and pipelines behind one address.",

@@ -155,6 +155,18 @@ def check_input(inp: RequestInput, declared: Optional[Any]) -> None:
                     raise BadRequest(f"input {name!r}[{i}] is not UTF-8 text (its content_type is str)") from None
 
 
+def repeatable(declared: Optional[Any]) -> bool:
+    """Whether a declared input may come more than once: its ``parameters`` say ``"repeatable": true``.
+
+    A Seldon pipeline's join keeps tensors of the same name (the ``abc`` of two generators, both
+    renamed ``candidates`` by a ``tensorMap``), so a model fed by a join declares that input
+    repeatable and reads every tensor of that name; for any other input a repeat is refused, since
+    a runtime would read the first and silently drop the rest.
+    """
+    parameters = getattr(declared, "parameters", None)
+    return bool(parameters is not None and (parameters.model_extra or {}).get("repeatable") is True)
+
+
 def check_request(settings: ModelSettings, request: InferenceRequest) -> None:
     """Refuse what a model would otherwise ignore or crash on, naming the input or output.
 
@@ -165,7 +177,7 @@ def check_request(settings: ModelSettings, request: InferenceRequest) -> None:
     """
     declared_inputs = {t.name: t for t in settings.inputs or []}
     names = [inp.name for inp in request.inputs]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted({n for n in names if names.count(n) > 1 and not repeatable(declared_inputs.get(n))})
     if repeated:
         raise BadRequest(f"input(s) {repeated} sent more than once")
     if declared_inputs:

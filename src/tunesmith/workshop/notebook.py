@@ -18,6 +18,11 @@ forget to restart; so ``start_server`` does not blindly start a new process:
 
 Ports come from the environment (``HTTP_PORT``, ``GRPC_PORT``, ``METRICS_PORT``; default 8080,
 8081, 8082), the same variables ``make serve`` reads, so a notebook and a terminal agree.
+
+Stage 3 serves Seldon Core v2 manifests instead: ``gateway = start_gateway()`` runs ``tunesmith
+gateway`` on ``manifests/`` and ``models/`` on the same ports (a notebook's MLServer on them is
+stopped first, and ``start_server`` stops a notebook's gateway in turn), reuses one whose manifests
+and model folders are unchanged, restarts it otherwise, and returns once every pipeline and model is ready.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from tunesmith import paths
-from tunesmith.serving.launcher import Server, ServerError, port_in_use, stop_pid_file
+from tunesmith import offline, paths
+from tunesmith.serving.launcher import DEFAULT_SETTINGS, Server, ServerError, _stop_group, port_in_use, stop_pid_file
 from tunesmith.serving.lifetime import END_WITH_PID, command_line
+from tunesmith.serving.mlserver_main import settings_for_run
 from tunesmith.workshop.stages import write_safe_settings
 
 DEFAULT_PORTS = {"HTTP_PORT": 8080, "GRPC_PORT": 8081, "METRICS_PORT": 8082}
@@ -166,6 +176,8 @@ def start_server(models_dir: str | Path = "../models", *, restart: bool = False,
     if not models_dir.is_dir():
         raise ServerError(f"no models folder at {models_dir}: run the notebooks in order, or `make stage-2`")
     port = ports()
+    if _alive(_gateway_dir(port["http_port"]) / "pid"):  # stage 3's gateway holds the ports: back to a plain server
+        stop_gateway()
     run_dir = _run_dir_on(port["http_port"])
     if run_dir is not None:
         owned = (run_dir / OWNED).exists()
@@ -281,3 +293,224 @@ def copy_checkpoint(name: str, destination: str | Path) -> Path:
     shown = source.relative_to(paths.REPO) if source.is_relative_to(paths.REPO) else source
     print(f"Copied {shown} to {destination} ({size / 1e6:.1f} MB)")
     return destination
+
+
+# -- stage 3: the Seldon gateway ----------------------------------------------------------------------
+GATEWAY_STATE = "gateway.json"  # in the gateway's run folder: its ports, folders and their fingerprint
+GATEWAY_SETTINGS = "mlserver-settings.json"  # MLServer's settings for this gateway; its path names the run folder
+
+_gateway_process: subprocess.Popen | None = None  # the gateway this kernel launched, so stop_gateway() can reap it
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A ``tunesmith gateway`` started by :func:`start_gateway`: where it listens, what it serves.
+
+    Attributes:
+        http_url: the REST address of every model and pipeline (``/v2/models/<m>/infer``,
+            ``/v2/pipelines/<p>/infer``).
+        grpc_address: ``host:port`` of the V2 gRPC service (route with ``seldon-model`` metadata).
+        run_dir: ``.run/notebook-gateway-<port>/``: pid, ``gateway.log`` and the model repository.
+        manifests_dir, models_dir: what it serves.
+    """
+
+    http_url: str
+    grpc_address: str
+    run_dir: Path
+    manifests_dir: Path
+    models_dir: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "gateway.log"
+
+    @property
+    def mlserver_log_path(self) -> Path:
+        return self.run_dir.with_name(self.run_dir.name + "-mlserver") / "mlserver.log"
+
+    def pipelines(self) -> list[str]:
+        """The pipelines the gateway serves (``GET /v2/pipelines``)."""
+        reply = requests.get(f"{self.http_url}/v2/pipelines", timeout=10)
+        reply.raise_for_status()
+        return sorted(p["name"] for p in reply.json()["pipelines"])
+
+    def models(self) -> list[str]:
+        """The Models of the manifests it serves."""
+        from tunesmith.gateway import manifests
+
+        return sorted(manifests.load(self.manifests_dir).models)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the gateway's log and of its MLServer's log."""
+        parts = []
+        for path in (self.log_path, self.mlserver_log_path):
+            try:
+                text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            except FileNotFoundError:
+                text = "(no log yet)"
+            parts.append(f"--- {path}\n{text}")
+        return "\n".join(parts)
+
+    def stop(self) -> bool:
+        """Stop this gateway (and its MLServer); True if it was running."""
+        return _stop_gateway_in(self.run_dir)
+
+
+def _gateway_dir(http_port: int) -> Path:
+    return paths.RUN / f"notebook-gateway-{http_port}"
+
+
+def _gateway_state(manifests_dir: Path, models_dir: Path, port: dict[str, int]) -> dict:
+    """What a running gateway must match to be reused: folders, their contents, ports, the models URI."""
+    from tunesmith.gateway.storage import models_uri
+
+    return {
+        "manifests": str(manifests_dir),
+        "models": str(models_dir),
+        "fingerprint": fingerprint(manifests_dir) + fingerprint(models_dir),
+        "models_uri": models_uri(),
+        **port,
+    }
+
+
+def _stop_gateway_in(run_dir: Path) -> bool:
+    global _gateway_process
+    pid_file = run_dir / "pid"
+    if _gateway_process is not None and _gateway_process.poll() is not None:  # ended already (e.g. `make stop`): reaped
+        _gateway_process = None
+    if _gateway_process is not None and _alive(pid_file) and int(pid_file.read_text()) == _gateway_process.pid:
+        _stop_group(_gateway_process.pid, 30, _gateway_process)  # reaped, so no zombie keeps the pid
+        _gateway_process = None
+        pid_file.unlink(missing_ok=True)
+        return True
+    return stop_pid_file(pid_file, 30)
+
+
+def _wait_for_gateway(gateway: Gateway, process: subprocess.Popen | None, names: dict[str, list[str]],
+                      timeout: float) -> None:
+    """Until every pipeline and every model answers ready; raise with the logs if not.
+
+    Models too: a pipeline is ready when its steps are, and a Model in no pipeline may still be loading.
+    """
+    urls = [f"{gateway.http_url}/v2/pipelines/{p}/ready" for p in names["pipelines"]] + [
+        f"{gateway.http_url}/v2/models/{m}/ready" for m in names["models"]]
+    deadline = time.monotonic() + timeout
+    waiting = list(urls)
+    while waiting and time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerError(f"the gateway exited with code {process.returncode}:\n{gateway.log_tail()}")
+        try:
+            waiting = [url for url in waiting if requests.get(url, timeout=2).status_code != 200]
+        except requests.RequestException:
+            pass
+        if waiting:
+            time.sleep(0.5)
+    if waiting:
+        raise ServerError(f"not ready after {timeout:.0f} s: {', '.join(u.split('/')[-2] for u in waiting)}\n"
+                          f"{gateway.log_tail()}")
+
+
+def start_gateway(manifests: str | Path = "../manifests", models: str | Path = "../models", *,
+                  restart: bool = False, timeout: float = 300.0) -> Gateway:
+    """Return a running Seldon gateway on ``manifests`` and ``models``, starting or restarting one if needed.
+
+    The gateway (``tunesmith gateway``, see :mod:`tunesmith.gateway.server`) listens on
+    ``HTTP_PORT`` and ``GRPC_PORT``, with its MLServer's metrics on ``METRICS_PORT``. A workshop
+    MLServer on those ports (a notebook's, or ``make serve``) is stopped first. A gateway this
+    helper started earlier is reused when its manifests and model folders are unchanged, and
+    restarted otherwise. The manifests are checked before anything is stopped, so a broken one
+    raises its :class:`~tunesmith.gateway.manifests.ManifestError` and the running gateway keeps
+    serving. Like a notebook's server, the gateway outlives the kernel and ends with the Jupyter
+    server; ``tunesmith stop`` (``make stop``) and :func:`stop_gateway` end it too.
+
+    Args:
+        manifests: folder of Seldon Core v2 manifests; notebooks run in ``notebooks/``.
+        models: the folder that ``storageUri`` ``<MODELS_URI>/<folder>`` stands for.
+        restart: restart even if a suitable gateway is running.
+        timeout: seconds to wait until every pipeline and every model is ready.
+
+    Raises:
+        ManifestError: a manifest that Seldon (or the local gateway) refuses.
+        ServerError: the port is taken by a program this workshop did not start, or the gateway
+            did not become ready (the message ends with its log).
+    """
+    global _gateway_process
+    from tunesmith.gateway import manifests as seldon
+    from tunesmith.gateway import storage
+
+    manifests_dir, models_dir = Path(manifests).resolve(), Path(models).resolve()
+    if not manifests_dir.is_dir():
+        raise ServerError(f"no manifests folder at {manifests_dir}: run the stage-3 notebooks in order (3.1 writes it)")
+    loaded = seldon.load(manifests_dir)
+    for model in loaded.models.values():  # every storageUri must name a folder, before anything is stopped
+        storage.storage_folder(model, loaded, models_dir=models_dir)
+    names = {"models": sorted(loaded.models), "pipelines": sorted(loaded.pipelines)}
+    port = ports()
+    run_dir = _gateway_dir(port["http_port"])
+    state = _gateway_state(manifests_dir, models_dir, port)
+    gateway = Gateway(f"http://127.0.0.1:{port['http_port']}", f"127.0.0.1:{port['grpc_port']}", run_dir,
+                      manifests_dir, models_dir)
+    if _alive(run_dir / "pid"):
+        try:
+            running = json.loads((run_dir / GATEWAY_STATE).read_text())
+        except (OSError, ValueError):
+            running = {}
+        if running == state and not restart:
+            _wait_for_gateway(gateway, None, names, timeout)
+            print(f"Reusing the gateway at {gateway.http_url} (gRPC {gateway.grpc_address})")
+            _describe(names)
+            return gateway
+        print(f"Restarting the gateway on port {port['http_port']}: "
+              + ("you asked for it." if restart else "its manifests or models changed."))
+        _stop_gateway_in(run_dir)
+    if _run_dir_on(port["http_port"]) is not None:  # a notebook's MLServer or `make serve` on the ports
+        stop_server()
+    if port_in_use(port["http_port"]):
+        raise ServerError(
+            f"port {port['http_port']} is used by a program no notebook started (`make gateway` or `make up` in a "
+            f"terminal?). Stop it, or choose other ports: set HTTP_PORT, GRPC_PORT and METRICS_PORT before "
+            f"starting Jupyter."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / GATEWAY_STATE).unlink(missing_ok=True)  # written again once the new gateway is ready
+    # MLServer's settings, written into the run folder: its path on the command line is what lets
+    # `tunesmith stop` check the pid before it signals it (the repository stays under .run/<name>/).
+    settings = settings_for_run(json.loads(DEFAULT_SETTINGS.read_text()), DEFAULT_SETTINGS)
+    (run_dir / GATEWAY_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    command = [
+        sys.executable, "-m", "tunesmith", "gateway", "--manifests", str(manifests_dir), "--models", str(models_dir),
+        "--name", run_dir.name, "--settings", str(run_dir / GATEWAY_SETTINGS), "--host", "127.0.0.1",
+        "--http-port", str(port["http_port"]), "--grpc-port", str(port["grpc_port"]),
+        "--metrics-port", str(port["metrics_port"]),
+    ]
+    # It outlives this kernel (the next notebook reuses it) but not the Jupyter server that started the kernel.
+    env = offline.enforce({**os.environ, END_WITH_PID: str(os.getppid())})
+    with open(gateway.log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    (run_dir / "pid").write_text(str(process.pid))
+    _gateway_process = process
+    try:
+        _wait_for_gateway(gateway, process, names, timeout)
+    except ServerError:
+        _stop_gateway_in(run_dir)
+        raise
+    (run_dir / GATEWAY_STATE).write_text(json.dumps(state, indent=2) + "\n")  # fingerprinted before the start
+    print(f"Gateway ready at {gateway.http_url} (gRPC {gateway.grpc_address})")
+    _describe(names)
+    print(f"Log: {gateway.log_path}")
+    return gateway
+
+
+def _describe(names: dict[str, list[str]]) -> None:
+    print(f"  models:    {', '.join(names['models']) or 'none'}")
+    print(f"  pipelines: {', '.join(names['pipelines']) or 'none'}")
+
+
+def stop_gateway() -> bool:
+    """Stop the notebook gateway on ``HTTP_PORT`` (and its MLServer); True if one was running."""
+    run_dir = _gateway_dir(ports()["http_port"])
+    if not _stop_gateway_in(run_dir):
+        print("No notebook gateway is running on port", ports()["http_port"])
+        return False
+    print(f"Stopped the gateway from {run_dir.name}")
+    return True
