@@ -184,3 +184,27 @@ def test_base64_text_not_labelled_so_is_refused_by_the_first_step(http):
                        {"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}]}
     response = http.post("/v2/pipelines/hum/infer", json=body)
     assert response.status_code == 400 and response.text.startswith("transcriber : ")
+
+
+
+def test_a_third_party_v2_client_calls_the_studio_with_seldons_header(gateway, corpus):
+    """tritonclient knows nothing of this project: the pipeline is a V2 model named by the header.
+    (Over REST: tritonclient's gRPC module cannot share a process with MLServer's protos, which
+    define the same ``inference`` package; the gRPC path is covered by the stub tests above.)"""
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(gateway[0].removeprefix("http://"), network_timeout=300.0)
+    inputs = []
+    for name, datatype, value in (("prompt", "BYTES", np.array([b"a lively jig in D"], dtype=object)),
+                                  ("seed", "INT64", np.array([5], dtype=np.int64)),
+                                  ("bars", "INT32", np.array([8], dtype=np.int32))):
+        tensor = triton.InferInput(name, [1], datatype)
+        tensor.set_data_from_numpy(value, binary_data=False)  # MLServer's V2 has no binary-data extension
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in ("abc", "audio")]
+    result = client.infer("studio", inputs, outputs=outputs, headers={"seldon-model": "studio.pipeline"})
+    abc = result.as_numpy("abc")[0]
+    abc = abc.decode() if isinstance(abc, bytes) else str(abc)
+    assert "M:6/8" in abc and corpus.longest_shared_run(abc)[0] < RUN_LENGTH
+    assert result.as_numpy("audio") is not None
