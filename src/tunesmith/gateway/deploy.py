@@ -423,26 +423,9 @@ def deploy(
              f"MODELS_URI=...) for a bucket of your own that the cluster can read")
     _say(f"Upload the model folders first (the cluster reads them from {target}):\n  {upload_command(models_dir, target)}")
 
-    groups = ordered(documents)
-    if dry_run:
-        out.write(to_yaml(d for _, docs in groups for d in docs))
-        out.flush()
-        _say("dry run: nothing was applied")
-        return 0
-    try:
-        context = current_context()
-        _say(f"applying to context {context}, namespace {namespace or '(the context default)'}")
-        done: list[str] = []
-        for kind, docs in groups:
-            result = _kubectl(["apply", "-f", "-"], to_yaml(docs), namespace)
-            if result.returncode != 0:
-                raise _failure("apply", kind, result, done)
-            if result.stdout.strip():
-                _say(result.stdout.rstrip(), out)
-            done.append(kind)
-    except DeployError as exc:
-        _say(str(exc))
-        return 1
+    code = _send(ordered(documents), "apply", namespace, out, dry_run)
+    if code or dry_run:
+        return code
     ns = f" -n {namespace}" if namespace else ""
     _say("applied. Wait for them, then call the mesh:\n"
          f"  kubectl wait --for condition=ready --timeout=300s{ns} models.mlops.seldon.io --all\n"
@@ -476,20 +459,32 @@ def undeploy(
             continue
         identity = {"apiVersion": manifests.API_VERSION, "kind": doc.kind, "metadata": {"name": doc.name}}
         identities.append(Document(doc.file, doc.kind, doc.name, identity))
-    groups = ordered(identities, reverse=True)
+    return _send(ordered(identities, reverse=True), "delete", namespace, out, dry_run)
+
+
+_KUBECTL = {  # action: (kubectl arguments, "... context", past tense)
+    "apply": (["apply", "-f", "-"], "applying to", "applied"),
+    "delete": (["delete", "--ignore-not-found", "-f", "-"], "deleting from", "deleted"),
+}
+
+
+def _send(groups: list, action: str, namespace: str | None, out: TextIO, dry_run: bool) -> int:
+    """Print the documents (a dry run), or hand them to ``kubectl apply``/``delete`` one kind at a
+    time in ``groups``' order, stopping at the first kind kubectl refuses. Returns an exit code."""
+    arguments, heading, past = _KUBECTL[action]
     if dry_run:
         out.write(to_yaml(d for _, docs in groups for d in docs))
         out.flush()
-        _say("dry run: nothing was deleted")
+        _say(f"dry run: nothing was {past}")
         return 0
     try:
         context = current_context()
-        _say(f"deleting from context {context}, namespace {namespace or '(the context default)'}")
+        _say(f"{heading} context {context}, namespace {namespace or '(the context default)'}")
         done: list[str] = []
         for kind, docs in groups:
-            result = _kubectl(["delete", "--ignore-not-found", "-f", "-"], to_yaml(docs), namespace)
+            result = _kubectl(arguments, to_yaml(docs), namespace)
             if result.returncode != 0:
-                raise _failure("delete", kind, result, done)
+                raise _failure(action, kind, result, done)
             if result.stdout.strip():
                 _say(result.stdout.rstrip(), out)
             done.append(kind)

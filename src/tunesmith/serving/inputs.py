@@ -159,14 +159,10 @@ def read_strings(
         required: raise when the input is absent (else return ``None``).
         allow_empty: accept empty strings.
     """
-    inp = find_input(request, name, required=required)
-    if inp is None:
+    found = _bytes_elements(request, name, required)
+    if found is None:
         return None
-    _check_datatype(inp, {"BYTES"})
-    values = _flat(inp.data)
-    _check_shape(inp, values)
-    if not values:
-        raise BadInput(f"input {name!r} is empty")
+    inp, values = found
     if len(values) > max_items:
         raise BadInput(f"input {name!r} has {len(values)} items; at most {max_items} per request")
     out = []
@@ -186,6 +182,20 @@ def read_strings(
             raise BadInput(f"input {name!r}[{i}] is empty")
         out.append(value)
     return out
+
+
+def _bytes_elements(request: InferenceRequest, name: str, required: bool) -> tuple[RequestInput, list] | None:
+    """A BYTES input and its elements, flat, after the checks every reader of one makes (datatype,
+    shape, at least one element); None when it is absent and not required."""
+    inp = find_input(request, name, required=required)
+    if inp is None:
+        return None
+    _check_datatype(inp, {"BYTES"})
+    values = _flat(inp.data)
+    _check_shape(inp, values)
+    if not values:
+        raise BadInput(f"input {name!r} is empty")
+    return inp, values
 
 
 def read_bytes(request: InferenceRequest, name: str, *, max_bytes: int, required: bool = True) -> bytes | None:
@@ -223,14 +233,10 @@ def read_byte_items(
     import base64
     import binascii
 
-    inp = find_input(request, name, required=required)
-    if inp is None:
+    found = _bytes_elements(request, name, required)
+    if found is None:
         return None
-    _check_datatype(inp, {"BYTES"})
-    values = _flat(inp.data)
-    _check_shape(inp, values)
-    if not values:
-        raise BadInput(f"input {name!r} is empty")
+    inp, values = found
     if len(values) > max_items:
         one = "exactly one element" if max_items == 1 else f"at most {max_items} elements per request"
         raise BadInput(f"input {name!r} must hold {one}, got {len(values)}")
