@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -109,6 +110,17 @@ def _wait_for_gateway(gateway: subprocess.Popen, url: str, timeout: float = GATE
     raise ServerError(f"the gateway did not answer at {url} within {timeout:.0f} s")
 
 
+def _until_the_ui_ends(ui: subprocess.Popen, backend_gone: Callable[[], str | bool]) -> int:
+    """Wait while the UI runs; the UI's exit code, or :class:`ServerError` with ``backend_gone()``'s
+    message once the server behind it has ended (a UI without its server is no use)."""
+    while ui.poll() is None:
+        gone = backend_gone()
+        if gone:
+            raise ServerError(gone)
+        time.sleep(0.5)
+    return ui.returncode or 0
+
+
 def run_gateway(args: argparse.Namespace, manifests: Path) -> int:
     """The gateway on ``manifests`` plus the UI, until one of them ends or a signal arrives."""
     http_port, grpc_port = _default_ports(args)
@@ -132,11 +144,8 @@ def run_gateway(args: argparse.Namespace, manifests: Path) -> int:
         ui = _start_ui(args.host, args.ui_port, url, {SELDON_ENV: "1", GRPC_ENV: grpc_address})
         print(f"UI on http://{args.host}:{args.ui_port}, answering while the models load  "
               f"(Ctrl-C stops the UI and the gateway)", flush=True)
-        while ui.poll() is None:
-            if gateway.poll() is not None:
-                raise ServerError(f"the gateway exited with code {gateway.returncode}")
-            time.sleep(0.5)
-        return ui.returncode or 0
+        return _until_the_ui_ends(ui, lambda: gateway.poll() is not None and
+                                  f"the gateway exited with code {gateway.returncode}")
     except ServerError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -159,11 +168,8 @@ def run_mlserver(args: argparse.Namespace) -> int:
         print(server.report(), flush=True)
         ui = _start_ui(args.host, args.ui_port, server.http_url)
         print(f"UI on http://{args.host}:{args.ui_port}  (Ctrl-C stops the UI and the server)", flush=True)
-        while ui.poll() is None:
-            if server.process.poll() is not None:
-                raise ServerError(f"mlserver exited with code {server.process.returncode}:\n{server.log_tail()}")
-            time.sleep(0.5)
-        return ui.returncode or 0
+        return _until_the_ui_ends(ui, lambda: server.process.poll() is not None and
+                                  f"mlserver exited with code {server.process.returncode}:\n{server.log_tail()}")
     except ServerError as exc:
         print(exc, file=sys.stderr)
         return 1
