@@ -126,9 +126,7 @@ def _changed(run_dir: Path, models_dir: Path) -> bool:
 
 def model_names(server: Server) -> list[str]:
     """Names of the models the server has loaded, from the V2 repository index endpoint."""
-    response = requests.post(server.http_url + "/v2/repository/index", json={}, timeout=10)
-    response.raise_for_status()
-    return sorted(m["name"] for m in response.json() if m.get("state") == "READY")
+    return sorted(m["name"] for m in server.models() if m.get("state") == "READY")
 
 
 def _report_broken(server: Server) -> None:
