@@ -39,3 +39,18 @@ def platform_server(platform_models):
     )
     with server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def request_log_outside_the_repository(tmp_path_factory):
+    """Gateways started by the tests (and the notebooks they run) write their request log here, not
+    into the repository's ``.run/request-log.sqlite``."""
+    from tunesmith.gateway.requestlog import ENV_PATH
+
+    previous = os.environ.get(ENV_PATH)
+    os.environ[ENV_PATH] = str(tmp_path_factory.mktemp("request-log") / "requests.sqlite")
+    yield
+    if previous is None:
+        os.environ.pop(ENV_PATH, None)
+    else:
+        os.environ[ENV_PATH] = previous

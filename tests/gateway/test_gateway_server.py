@@ -273,7 +273,8 @@ def test_routing_errors(http):
     bad = http.post("/v2/models/synthesizer/infer", json=request_body(), headers={"seldon-model": "a.b.c"})
     assert bad.status_code == 400 and bad.json()["error"] == "Bad or missing header seldon-model a.b.c"
     experiment = http.post("/v2/models/x/infer", json=request_body(), headers={"seldon-model": "ab-test.experiment"})
-    assert experiment.status_code == 404 and "experiments are not served yet" in experiment.json()["error"]
+    assert experiment.status_code == 404
+    assert experiment.json()["error"] == "experiment ab-test not found; the manifests define: none"
     assert http.post("/v2/repository/index", json={}).status_code == 404  # MLServer's admin API stays inside
     assert http.post("/v2/repository/models/synthesizer/unload").status_code == 404
 

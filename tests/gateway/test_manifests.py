@@ -230,8 +230,9 @@ def test_good_manifests_validate_against_the_crds():
         manifest("Server", "mlserver-extra", {"serverConfig": "mlserver", "extraCapabilities": ["audio"],
                                               "podSpec": {"containers": [{"name": "mlserver", "image": "x"}]}}),
         manifest("ServerConfig", "mlserver-custom", {"podSpec": {"containers": [{"name": "mlserver"}]}}),
-        manifest("Experiment", "generators", {"default": "tune-generator", "candidates": [
-            {"name": "tune-generator", "weight": 50}, {"name": "synthesizer", "weight": 50}]}),
+        model("tune-generator-v2"),
+        manifest("Experiment", "generators", {"default": "tune-generator-v2", "candidates": [
+            {"name": "tune-generator-v2", "weight": 50}, {"name": "tune-generator", "weight": 50}]}),
     ]  # fmt: skip
     schemas = manifests._crd_schemas(CRDS)
     for doc in docs:
@@ -306,13 +307,12 @@ def test_triton_is_refused():
     assert (failure.field, failure.message) == ("spec.serverConfig", "not supported by the local gateway: only MLServer runs locally")
 
 
-def test_experiments_are_refused_until_they_are_served():
+def test_experiments_are_served_unless_a_tool_refuses_them():
     docs = [model("iris"), model("iris2"), manifest("Experiment", "experiment-sample", {
         "candidates": [{"name": "iris", "weight": 50}, {"name": "iris2", "weight": 50}]})]  # fmt: skip
-    failure = error(yaml.safe_dump_all(docs))
-    assert failure.field == "kind"
-    assert failure.message == "Experiment experiment-sample: experiments are not served by the local gateway yet"
-    assert loads(yaml.safe_dump_all(docs), allow_experiments=True).experiments["experiment-sample"].candidates[1].weight == 50
+    assert loads(yaml.safe_dump_all(docs)).experiments["experiment-sample"].candidates[1].weight == 50
+    failure = error(yaml.safe_dump_all(docs), allow_experiments=False)
+    assert (failure.field, failure.message) == ("kind", "Experiment experiment-sample: experiments are not served here")
 
 
 def test_ignored_fields_are_accepted_with_a_logged_note(caplog):
@@ -534,9 +534,13 @@ def test_experiment_checks(docs, field, message):
     assert (failure.field, failure.message) == (field, message)
 
 
-def test_a_mirror_only_experiment_is_valid():
-    found = loads(yaml.safe_dump(experiment("e", mirror={"name": "iris2", "percent": 100})), allow_experiments=True)
+def test_a_mirror_only_experiment_is_valid_for_a_cluster_and_refused_locally(tmp_path):
+    text = yaml.safe_dump_all([model("iris2"), experiment("e", mirror={"name": "iris2", "percent": 100})])
+    (tmp_path / "e.yaml").write_text(text)
+    found = manifests.load(tmp_path / "e.yaml", for_cluster=True)
     assert found.experiments["e"].mirror == manifests.Mirror("iris2", 100)
+    failure = error(text)
+    assert failure.field == "spec.candidates" and "has a mirror but no candidates" in failure.message
 
 
 # --- files, kinds and names -------------------------------------------------------------------

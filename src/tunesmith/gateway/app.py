@@ -18,7 +18,14 @@ httpserver.go``). Here one app plays both parts:
   ``seldon pipeline inspect`` (``operator/pkg/cli/kafka.go``), the latest request without an id;
 * ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2``: MLServer's answers;
 * ``GET /ready``: the gateway's own health, always 200 (``httpserver.go: healthCheck``);
-* ``GET /metrics``: Prometheus text under Seldon's names (:mod:`.metrics`).
+* ``GET /metrics``: Prometheus text under Seldon's names (:mod:`.metrics`);
+* ``GET /v2/experiments``: LOCAL, the Experiments served and their arms' shares (``seldon experiment
+  status``); ``POST /v2/experiments/reload``: LOCAL, apply the manifests folder's Experiments now
+  (the gateway also does by itself within a second of a change, :mod:`.experiments`).
+
+A request for ``<experiment>.experiment`` (or for an experiment's ``default``) is answered by the
+arm :meth:`Resources.route` picks; the caller's ``x-seldon-route`` keeps it on an arm. Every
+inference request is written to the request log (:mod:`.requestlog`) once answered.
 
 A model call is forwarded to MLServer as it came: the body's bytes are not parsed, so the gateway
 adds little to the call. MLServer's 4xx answers pass through with their body; a 5xx becomes 502
@@ -39,6 +46,7 @@ non-JSON POSTs (415), and browser requests from other sites (403); on a loopback
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -52,7 +60,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tunesmith.gateway import graph, routing, wire
+from tunesmith.gateway import graph, requestlog, routing, wire
+from tunesmith.gateway.experiments import ReloadRefused
+from tunesmith.gateway.experiments import Route as ExperimentRoute
+from tunesmith.gateway.manifests import ManifestError
 from tunesmith.gateway.resources import Refused, Resources
 from tunesmith.gateway.upstream import HttpReply, UpstreamError
 from tunesmith.serving.request_guards import LOOPBACK_HOSTS, RequestGuard
@@ -94,21 +105,25 @@ class RestGateway:
         return await self._infer(request, "pipeline")
 
     async def _infer(self, request: Request, path_kind: routing.Kind) -> Response:
-        target = self.resources.target(
-            request.headers.get(routing.SELDON_MODEL), request.path_params["name"], path_kind
+        sticky = request.headers.getlist(routing.SELDON_ROUTE)
+        route = self.resources.route(
+            request.headers.get(routing.SELDON_MODEL), request.path_params["name"], path_kind,
+            sticky=",".join(sticky) if sticky else None,
         )
         request_id = request.headers.get(routing.REQUEST_ID) or routing.new_request_id()
-        if target.kind == "pipeline":
-            return await self._infer_pipeline(request, target.name, request_id)
-        return await self._infer_model(request, self.resources.model(target.name), request_id)
+        if route.target.kind == "pipeline":
+            return await self._infer_pipeline(request, route, request_id)
+        self.resources.model(route.target.name)
+        return await self._infer_model(request, route, request_id)
 
-    async def _infer_model(self, request: Request, model: str, request_id: str) -> Response:
-        """Forward the body to MLServer untouched (``scheduler/pkg/agent/rproxy.go``); count the call."""
+    async def _infer_model(self, request: Request, route: ExperimentRoute, request_id: str) -> Response:
+        """Forward the body to MLServer untouched (``scheduler/pkg/agent/rproxy.go``); count and log the call."""
+        model = route.target.name
         body = await request.body()
         headers = routing.external_headers(request.headers.items())
         headers["content-type"] = request.headers.get("content-type", "application/json")
         headers[routing.REQUEST_ID] = request_id
-        start, status = time.perf_counter(), 500
+        started, start, status, upstream, error = time.time(), time.perf_counter(), 500, None, "cancelled"
         try:
             upstream = await self.upstream.post(f"/v2/models/{model}/infer", body, headers)
             status = upstream.status
@@ -119,10 +134,22 @@ class RestGateway:
         except UpstreamError as exc:
             status = exc.status
             raise Refused(exc.status, f"model {model}: {exc.message}") from None
+        except Refused as exc:
+            error = exc.message
+            raise
         finally:
-            self.resources.metrics.model_infer(
-                self.resources.server_of(model), model, "rest", time.perf_counter() - start, str(status)
-            )
+            seconds = time.perf_counter() - start
+            self.resources.metrics.model_infer(self.resources.server_of(model), model, "rest", seconds, str(status))
+            reply = upstream.body if upstream is not None else b""
+            if status == 200:
+                outputs = lambda: requestlog.summarize_json(reply, "outputs")  # noqa: E731
+            else:
+                outputs = lambda: {"error": requestlog.error_text(reply) if reply else error}  # noqa: E731
+            self.resources.observe(route, request_id=request_id, method_type="rest", started=started, seconds=seconds,
+                                   status=status, code=str(status), inputs=lambda: requestlog.summarize_json(body, "inputs"),
+                                   outputs=outputs)
+        self.resources.mirror(route, lambda: InferenceRequest.model_validate_json(body), request_id=request_id,
+                              headers=routing.external_headers(request.headers.items()))
         response = Response(upstream.body, status_code=status)
         for key, value in upstream.headers:
             if key.startswith(PASSED_BACK):
@@ -131,8 +158,9 @@ class RestGateway:
         response.headers.append(routing.SELDON_ROUTE, routing.model_route(model))
         return response
 
-    async def _infer_pipeline(self, request: Request, pipeline: str, request_id: str) -> Response:
+    async def _infer_pipeline(self, request: Request, route: ExperimentRoute, request_id: str) -> Response:
         """Parse the body (pipelines need the tensors), execute, answer with flat V2 JSON."""
+        pipeline = route.target.name
         self.resources.pipeline(pipeline)  # 404 before the body is parsed
         headers = routing.external_headers(request.headers.items())
         try:
@@ -142,8 +170,9 @@ class RestGateway:
             raise Refused(400, f"pipeline {pipeline}: the body is not a V2 inference request: {problem}",
                           headers=[(routing.REQUEST_ID, request_id)]) from None
         reply = await self.resources.run_pipeline(
-            pipeline, payload, request_id=request_id, headers=headers, method_type="rest"
+            pipeline, payload, request_id=request_id, headers=headers, method_type="rest", route=route
         )
+        self.resources.mirror(route, lambda: payload, request_id=request_id, headers=headers)
         response = Response(wire.response_to_json(reply.response), media_type="application/json")
         for key, value in reply.headers:
             response.headers.append(key, value)
@@ -220,6 +249,24 @@ class RestGateway:
         except graph.InspectError as exc:
             raise Refused(400, str(exc)) from None
 
+    # -- experiments ------------------------------------------------------------------------------
+    async def experiments(self, request: Request) -> Response:
+        """LOCAL: the Experiments served, with each arm's weight and share, as ``seldon experiment status`` lists them."""
+        return JSONResponse({"experiments": self.resources.experiments.describe()})
+
+    async def reload_experiments(self, request: Request) -> Response:
+        """LOCAL: read the manifests folder and serve its Experiments now; 400 (invalid) or 409 (more than
+        Experiments changed) keep what is served."""
+        try:
+            changes = await asyncio.to_thread(self.resources.experiments.reload)
+        except ManifestError as exc:
+            raise Refused(400, f"not reloaded: {exc}") from None
+        except ReloadRefused as exc:
+            raise Refused(409, f"not reloaded: {exc}") from None
+        for line in changes:
+            print(f"reload: {line}", flush=True)
+        return JSONResponse({"changes": changes, "experiments": self.resources.experiments.describe()})
+
     # -- health, metrics --------------------------------------------------------------------------
     async def live(self, request: Request) -> Response:
         return await self._proxy_get("/v2/health/live")
@@ -285,6 +332,8 @@ def create_app(resources: Resources, *, max_body_bytes: int, limit_source: str, 
         Route("/v2/health/live", rest.live, methods=["GET"]),
         Route("/v2/health/ready", rest.ready, methods=["GET"]),
         Route("/v2", rest.server_metadata, methods=["GET"]),
+        Route("/v2/experiments", rest.experiments, methods=["GET"]),
+        Route("/v2/experiments/reload", rest.reload_experiments, methods=["POST"]),
         Route("/ready", rest.gateway_health, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),
     ]

@@ -11,6 +11,8 @@ comes from metadata (``scheduler/pkg/kafka/pipeline/grpcserver.go: ModelInfer``)
 * ``seldon-model: <p>.pipeline`` -> the pipeline runs (:meth:`Resources.run_pipeline`); its reply's
   initial metadata holds ``x-request-id``, ``x-pipeline-version``, ``x-seldon-route`` (one value
   per step and one for the pipeline) and the caller's ``x-*`` metadata, as in ``grpcserver.go``.
+* ``seldon-model: <e>.experiment`` (or an experiment's default) -> the arm the experiment picks, as
+  over REST; ``x-seldon-route`` metadata from the caller keeps it on an arm.
 * ``ModelReady`` for a pipeline (``seldon-model: <p>.pipeline``, or ``name`` ``<p>.pipeline``)
   answers whether its steps' models are loaded, or NOT_FOUND ``Pipeline not found``.
 * ``ServerLive``, ``ServerReady``, ``ServerMetadata``, ``ModelMetadata``: MLServer's answers.
@@ -32,10 +34,11 @@ import grpc
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc.dataplane_pb2_grpc import GRPCInferenceServiceServicer, add_GRPCInferenceServiceServicer_to_server
 
-from tunesmith.gateway import routing, wire
+from tunesmith.gateway import requestlog, routing, wire
+from tunesmith.gateway.experiments import Route
 from tunesmith.gateway.metrics import grpc_code_name
 from tunesmith.gateway.resources import Refused, Resources
-from tunesmith.gateway.upstream import grpc_options
+from tunesmith.gateway.upstream import HTTP_STATUS, grpc_options
 
 log = logging.getLogger("tunesmith.gateway")
 
@@ -45,6 +48,13 @@ UPSTREAM_UNAVAILABLE = "the model server does not answer; it may still be starti
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     """The caller's metadata, last value winning (``grpcserver.go: extractHeader``)."""
     return {key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+
+
+def _sticky(context: grpc.aio.ServicerContext) -> str | None:
+    """Every ``x-seldon-route`` value the caller sent, joined (envoy matches on *contains*)."""
+    values = [value for key, value in (context.invocation_metadata() or ())
+              if key.lower() == routing.SELDON_ROUTE and isinstance(value, str)]
+    return ",".join(values) if values else None
 
 
 async def _abort(context: grpc.aio.ServicerContext, refused: Refused) -> NoReturn:
@@ -61,36 +71,40 @@ class GatewayServicer(GRPCInferenceServiceServicer):
         self.stub = resources.upstream.stub
         self.timeout_s = resources.upstream.timeout_s
 
-    def _target(self, metadata: dict[str, str], name: str) -> routing.Target:
+    def _route(self, metadata: dict[str, str], name: str, sticky: str | None = None) -> Route:
         header = metadata.get(routing.SELDON_MODEL)
         if header is None and not name:
             raise Refused(
                 400, f"failed to find valid header {routing.SELDON_MODEL}, found ",
                 code=grpc.StatusCode.FAILED_PRECONDITION,
             )
-        return self.resources.target(header, name)
+        return self.resources.route(header, name, sticky=sticky)
+
+    def _target(self, metadata: dict[str, str], name: str) -> routing.Target:
+        return self._route(metadata, name).target
 
     # -- inference --------------------------------------------------------------------------------
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         metadata = _metadata(context)
         request_id = metadata.get(routing.REQUEST_ID) or routing.new_request_id()
         try:
-            target = self._target(metadata, request.model_name)
-            if target.kind == "pipeline":
-                return await self._infer_pipeline(request, target.name, request_id, metadata, context)
-            model = self.resources.model(target.name)
+            route = self._route(metadata, request.model_name, _sticky(context))
+            if route.target.kind == "pipeline":
+                return await self._infer_pipeline(request, route, request_id, metadata, context)
+            self.resources.model(route.target.name)
         except Refused as refused:
             await _abort(context, refused)
-        return await self._infer_model(request, model, request_id, metadata, context)
+        return await self._infer_model(request, route, request_id, metadata, context)
 
     async def _infer_model(
-        self, request: pb.ModelInferRequest, model: str, request_id: str, metadata: dict[str, str], context
+        self, request: pb.ModelInferRequest, route: Route, request_id: str, metadata: dict[str, str], context
     ) -> pb.ModelInferResponse:
-        """Forward the message to MLServer's gRPC port, count it, send back its reply and code."""
+        """Forward the message to MLServer's gRPC port, count and log it, send back its reply and code."""
+        model = route.target.name
         if request.model_name != model:
             request.model_name = model
         outgoing = tuple(routing.external_headers(metadata.items()).items()) + ((routing.REQUEST_ID, request_id),)
-        start, code = time.perf_counter(), grpc.StatusCode.OK
+        started, start, code, reply, details = time.time(), time.perf_counter(), grpc.StatusCode.OK, None, "cancelled"
         try:
             reply = await self.stub.ModelInfer(request, metadata=outgoing, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -98,22 +112,36 @@ class GatewayServicer(GRPCInferenceServiceServicer):
             details = UPSTREAM_UNAVAILABLE if code == grpc.StatusCode.UNAVAILABLE else exc.details()
             await context.abort(code, details, trailing_metadata=((routing.REQUEST_ID, request_id),))
         finally:
+            seconds = time.perf_counter() - start
             self.resources.metrics.model_infer(
-                self.resources.server_of(model), model, "grpc", time.perf_counter() - start, grpc_code_name(code)
+                self.resources.server_of(model), model, "grpc", seconds, grpc_code_name(code)
             )
+            if reply is not None:
+                outputs = lambda: requestlog.summarize(wire.response_from_proto(reply).outputs)  # noqa: E731
+            else:
+                outputs = lambda: {"error": details}  # noqa: E731
+            status = 200 if code == grpc.StatusCode.OK else HTTP_STATUS.get(code, 500)
+            self.resources.observe(
+                route, request_id=request_id, method_type="grpc", started=started, seconds=seconds, status=status,
+                code=grpc_code_name(code), inputs=lambda: requestlog.summarize(wire.request_from_proto(request).inputs),
+                outputs=outputs,
+            )
+        self.resources.mirror(route, lambda: wire.request_from_proto(request), request_id=request_id,
+                              headers=routing.external_headers(metadata.items()))
         await context.send_initial_metadata(
             ((routing.REQUEST_ID, request_id), (routing.SELDON_ROUTE, routing.model_route(model)))
         )
         return reply
 
     async def _infer_pipeline(
-        self, request: pb.ModelInferRequest, pipeline: str, request_id: str, metadata: dict[str, str], context
+        self, request: pb.ModelInferRequest, route: Route, request_id: str, metadata: dict[str, str], context
     ) -> pb.ModelInferResponse:
         payload = wire.request_from_proto(request)
+        headers = routing.external_headers(metadata.items())
         reply = await self.resources.run_pipeline(
-            pipeline, payload, request_id=request_id,
-            headers=routing.external_headers(metadata.items()), method_type="grpc",
+            route.target.name, payload, request_id=request_id, headers=headers, method_type="grpc", route=route,
         )
+        self.resources.mirror(route, lambda: payload, request_id=request_id, headers=headers)
         await context.send_initial_metadata(tuple(reply.headers))
         return wire.response_to_proto(reply.response)
 

@@ -19,9 +19,8 @@ installation would:
    implemented, ignored (with a logged note) or refused (with a :class:`ManifestError`).
 
 Then the manifests are checked together: one name per kind, a Model for every pipeline step, a
-Server for every Model (Seldon's scheduler filters), Seldon's experiment rules. Experiments are
-parsed and validated, but the gateway does not serve them yet, so :func:`load` refuses them unless
-``allow_experiments=True``.
+Server for every Model (Seldon's scheduler filters), Seldon's experiment rules, and for the local
+gateway the Experiments it can serve (:func:`_check_experiments_served`).
 
 Every error is a :class:`ManifestError` that names the file, the field and the problem::
 
@@ -105,7 +104,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "schemaUri": "ignored: Seldon does not use it either",
         "preloaded": "ignored: Seldon does not use it either",
         "dedicated": "ignored: Seldon does not use it either",
-        "logger": "ignored: Seldon logs payloads to Kafka; the gateway records every request for inspect instead",
+        "logger": "ignored: Seldon logs payloads to Kafka; the gateway logs every request to its request log "
+                  "(tunesmith.gateway.requestlog), as if it were on for every model",
         "secretName": "ignored: storage is a local folder, which needs no credentials",
         "explainer": "refused: explainers call their model back through Seldon's mesh, which is not available locally",
         "llm": "refused: LLM models call their model back through Seldon's mesh, which is not available locally",
@@ -129,9 +129,12 @@ FIELDS: dict[str, dict[str, str]] = {
         "volumeClaimTemplates": "ignored: a Kubernetes storage setting",
     },
     "Experiment": {
-        "candidates": "implemented",
-        "default": "implemented",
-        "mirror": "implemented",
+        "candidates": "implemented: weighted random split, sticky sessions by x-seldon-route; at least one "
+                      "candidate with a weight above 0, each defined in the manifests",
+        "default": "implemented: requests for the default's own name are split; refused for a Model a pipeline "
+                   "step calls (on a cluster the step's call would be split too)",
+        "mirror": "implemented: percent of the requests also go to the mirror after the caller's answer is ready; "
+                  "its answers are logged, never returned",
         "resourceType": "implemented",
     },
 }
@@ -338,7 +341,7 @@ def load(
     source: Path | str | Sequence[Path | str],
     *,
     crd_dir: Path | None = None,
-    allow_experiments: bool = False,
+    allow_experiments: bool = True,
     for_cluster: bool = False,
 ) -> Manifests:
     """Read and check every manifest in a folder (its ``*.yaml`` and ``*.yml`` files, also in
@@ -348,7 +351,8 @@ def load(
         source: a folder, one file, or a list of files.
         crd_dir: the folder of Seldon's CRD files; default :func:`default_crd_dir`. Without it the
             schema check is skipped and unknown fields are found with :data:`FIELDS`.
-        allow_experiments: accept Experiments (parsed and checked either way).
+        allow_experiments: accept Experiments (parsed and checked either way); False refuses them, for a
+            tool that serves none.
         for_cluster: check the files for Seldon on a cluster (``tunesmith deploy``), not for the local
             gateway: what the gateway refuses only because it runs on one machine (the ``refused``
             fields of :data:`FIELDS`, replicas other than 1, the ``triton`` ServerConfig) is accepted;
@@ -373,7 +377,7 @@ def loads(
     file: Path | str = "<manifests>",
     folder: Path | None = None,
     crd_dir: Path | None = None,
-    allow_experiments: bool = False,
+    allow_experiments: bool = True,
 ) -> Manifests:
     """:func:`load` for YAML text (one or more documents); ``file`` names it in errors."""
     documents = [(Path(file), n, doc) for n, doc in _parse_yaml(Path(file), text)]
@@ -444,7 +448,7 @@ def _load_documents(
         name = next(iter(found.experiments))
         raise ManifestError(
             found.file_of("Experiment", name), "kind",
-            f"Experiment {name}: experiments are not served by the local gateway yet",
+            f"Experiment {name}: experiments are not served here",
         )  # fmt: skip
     return found
 
@@ -1186,6 +1190,8 @@ def _check_together(found: Manifests) -> None:
     _check_step_models(found)
     _place_models(found)
     _check_experiments(found)
+    if not _FOR_CLUSTER.get():
+        _check_experiments_served(found)
 
 
 def _check_server_configs(found: Manifests) -> None:
@@ -1293,6 +1299,38 @@ def _check_experiment(e: Experiment, baselines: Mapping[tuple[str, str], str]) -
                 "spec.mirror" if i == len(e.candidates) else f"spec.candidates[{i}]",
                 f"each candidate and mirror must be unique but found resource {name} duplicated in experiment {e.name}",
             )
+
+
+def _check_experiments_served(found: Manifests) -> None:
+    """What the local gateway needs to serve an Experiment (:mod:`tunesmith.gateway.experiments`).
+
+    On a cluster an Experiment whose candidates are missing waits for them (``candidatesReady:
+    false``); here every manifest is at hand, so a missing one is a mistake.
+    """
+    stepped = {step.name for pipeline in found.pipelines.values() for step in pipeline.steps}
+    for e in found.experiments.values():
+        file = found.file_of("Experiment", e.name)
+        pool, what = (found.pipelines, "Pipeline") if e.resource_type == "pipeline" else (found.models, "Model")
+        refusal = "not supported by the local gateway: "
+        if not e.candidates:
+            raise ManifestError(file, "spec.candidates", refusal + f"experiment {e.name} has a mirror but no candidates: "
+                                "no arm would answer the caller")
+        if not any(c.weight > 0 for c in e.candidates):
+            raise ManifestError(file, "spec.candidates", refusal + f"the weights of experiment {e.name} add up to 0: "
+                                "no arm would answer the caller")
+        for i, candidate in enumerate(e.candidates):
+            if candidate.name not in pool:
+                raise ManifestError(file, f"spec.candidates[{i}].name",
+                                    f"experiment {e.name}: no {what} {candidate.name} in the manifests")
+        if e.mirror is not None and e.mirror.name not in pool:
+            raise ManifestError(file, "spec.mirror.name", f"experiment {e.name}: no {what} {e.mirror.name} in the manifests")
+        if e.default and e.resource_type == "model" and e.default in stepped:
+            raise ManifestError(
+                file, "spec.default",
+                refusal + f"pipeline steps call model {e.default}; on a cluster their calls would be split by experiment "
+                f"{e.name} too, which the local pipeline executor does not do. Leave out default and call "
+                f"Seldon-Model: {e.name}.experiment",
+            )  # fmt: skip
 
 
 # --- tensors the producing models declare -----------------------------------------------------

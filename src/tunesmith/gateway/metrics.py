@@ -22,7 +22,17 @@ metric                                             type       labels
 ``seldon_model_aggregate_infer_seconds_total``     counter    server, server_replica, method_type
 ``seldon_pipeline_step_infer_total``               counter    server, pipeline, step, code (LOCAL)
 ``seldon_pipeline_step_infer_seconds_total``       counter    server, pipeline, step, code (LOCAL)
+``seldon_experiment_infer_api_seconds``            histogram  experiment, arm, role, code (LOCAL)
+``seldon_experiment_infer_total``                  counter    experiment, arm, role, method_type, code (LOCAL)
+``seldon_experiment_infer_seconds_total``          counter    (as above) (LOCAL)
+``seldon_experiment_mirror_dropped_total``         counter    experiment, arm (LOCAL)
 =================================================  =========  ==============================================
+
+Seldon counts an experiment's traffic only under each arm's own model or pipeline; the
+``seldon_experiment_*`` families say which experiment sent it and in which ``role``: ``candidate``
+(the caller got its answer) or ``mirror`` (the shadow call, whose answer nobody sees). A mirror
+call dropped because :data:`~tunesmith.gateway.experiments.MIRRORS_IN_FLIGHT` were running is
+counted in ``seldon_experiment_mirror_dropped_total``.
 
 ``method_type`` is ``rest`` or ``grpc``; ``code`` is an HTTP status (``"200"``) for REST and a gRPC
 code name as Go spells it (``"OK"``, ``"InvalidArgument"``) for gRPC. The model histogram's
@@ -123,6 +133,23 @@ class GatewayMetrics:
             step, registry=r,
         )
 
+        arm = ["experiment", "arm", "role", "method_type", "code"]
+        self._experiment_api = Histogram(
+            "seldon_experiment_infer_api_seconds", "A histogram of latencies per experiment arm (local gateway)",
+            ["experiment", "arm", "role", "code"], buckets=BUCKETS, registry=r,
+        )
+        self._experiment_total = Counter(
+            "seldon_experiment_infer", "A count of calls per experiment arm (local gateway)", arm, registry=r
+        )
+        self._experiment_seconds = Counter(
+            "seldon_experiment_infer_seconds", "A sum of call latencies per experiment arm (local gateway)", arm,
+            registry=r,
+        )
+        self._experiment_dropped = Counter(
+            "seldon_experiment_mirror_dropped", "Mirror calls not made because too many were running (local gateway)",
+            ["experiment", "arm"], registry=r,
+        )
+
     def pipeline_infer(self, pipeline: str, method_type: str, seconds: float, code: str) -> None:
         """One pipeline call (``AddPipelineInferMetrics``)."""
         self._pipeline_api.labels(PIPELINE_SERVER, pipeline, method_type, code).observe(seconds)
@@ -145,6 +172,16 @@ class GatewayMetrics:
         """One model call made by a pipeline step (LOCAL family)."""
         self._step_total.labels(PIPELINE_SERVER, pipeline, step, code).inc()
         self._step_seconds.labels(PIPELINE_SERVER, pipeline, step, code).inc(seconds)
+
+    def experiment_infer(self, experiment: str, arm: str, role: str, method_type: str, seconds: float,
+                         code: str) -> None:
+        """One call routed by an experiment: ``role`` is ``candidate`` or ``mirror`` (LOCAL families)."""
+        self._experiment_api.labels(experiment, arm, role, code).observe(seconds)
+        self._experiment_total.labels(experiment, arm, role, method_type, code).inc()
+        self._experiment_seconds.labels(experiment, arm, role, method_type, code).inc(seconds)
+
+    def mirror_dropped(self, experiment: str, arm: str) -> None:
+        self._experiment_dropped.labels(experiment, arm).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type, for ``GET /metrics``."""

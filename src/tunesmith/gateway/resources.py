@@ -3,11 +3,15 @@
 REST (:mod:`tunesmith.gateway.app`) and gRPC (:mod:`tunesmith.gateway.grpc_service`) only translate
 between their wire format and the calls here, so the two protocols cannot drift apart:
 
-* :meth:`Resources.target` routes a request by ``seldon-model`` or its path (:mod:`.routing`);
+* :meth:`Resources.route` routes a request by ``seldon-model`` or its path (:mod:`.routing`), and
+  through an Experiment to one of its arms (:mod:`.experiments`); :meth:`Resources.target` is the
+  Model or Pipeline that answers;
 * :meth:`Resources.model` checks that a model exists (the proxying itself stays in the front ends,
   which forward bytes and messages untouched);
 * :meth:`Resources.run_pipeline` executes a pipeline with :func:`tunesmith.gateway.graph.execute`,
   its steps calling MLServer over gRPC, keeps the run for inspect and counts it in the metrics;
+* :meth:`Resources.observe` writes each answered request to the request log (:mod:`.requestlog`)
+  and counts an experiment's arms; :meth:`Resources.mirror` sends an experiment's mirror call;
 * failures are raised as :class:`Refused`, which carries both an HTTP status and a gRPC code.
 
 What Seldon answers, and what the gateway answers (paths in ``SeldonIO/seldon-core`` v2):
@@ -26,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 from mlserver.types import InferenceRequest, InferenceResponse
 
-from tunesmith.gateway import graph, routing
+from tunesmith.gateway import graph, requestlog, routing
+from tunesmith.gateway.experiments import MIRRORS_IN_FLIGHT, Experiments, NoRoute, Route
 from tunesmith.gateway.manifests import DEFAULT_SERVER, Manifests, Pipeline
 from tunesmith.gateway.metrics import GatewayMetrics, grpc_code_name
 from tunesmith.gateway.upstream import Upstream, UpstreamError
@@ -105,6 +110,7 @@ class Resources:
         metrics: where calls are counted.
         request_timeout_s: the longest a pipeline request may take before it is answered 504.
         runs: where pipeline runs are kept for inspect.
+        request_log: where every request is recorded (none: not recorded).
     """
 
     def __init__(
@@ -115,6 +121,7 @@ class Resources:
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         runs: graph.RunStore | None = None,
+        request_log: requestlog.RequestLog | None = None,
     ):
         self.manifests = manifests
         self.models = manifests.models
@@ -123,17 +130,31 @@ class Resources:
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
         self.runs = runs if runs is not None else graph.RunStore()
+        self.experiments = Experiments(manifests)
+        self.request_log = request_log
+        self._mirrors: set[asyncio.Task] = set()
 
     # -- routing ----------------------------------------------------------------------------------
-    def target(self, header: str | None, path_name: str, path_kind: routing.Kind = "model") -> routing.Target:
-        """The resource a request is for (header first, then path), or :class:`Refused`."""
+    def route(
+        self, header: str | None, path_name: str, path_kind: routing.Kind = "model", sticky: str | None = None
+    ) -> Route:
+        """Where a request goes (header first, then path; an experiment picks its arm), or :class:`Refused`.
+
+        ``sticky`` is the caller's ``x-seldon-route`` (every value, joined), which keeps a caller on
+        the arm that answered it before.
+        """
         try:
             target = routing.resolve(header, path_name, path_kind)
         except routing.BadHeader as exc:
             raise Refused(400, str(exc), code=grpc.StatusCode.FAILED_PRECONDITION) from None
-        if target.kind == "experiment":
-            raise Refused(404, f"experiment {target.name}: experiments are not served yet")
-        return target
+        try:
+            return self.experiments.route(target, sticky)
+        except NoRoute as exc:
+            raise Refused(404, str(exc)) from None
+
+    def target(self, header: str | None, path_name: str, path_kind: routing.Kind = "model") -> routing.Target:
+        """The Model or Pipeline that answers a request (an experiment's arm for an experiment), or :class:`Refused`."""
+        return self.route(header, path_name, path_kind).target
 
     def model(self, name: str) -> str:
         """``name`` if a Model manifest defines it, else :class:`Refused` 404 listing the models."""
@@ -173,6 +194,89 @@ class Resources:
         """Every pipeline, described, for ``GET /v2/pipelines``."""
         return list(await asyncio.gather(*(self.describe(name) for name in sorted(self.pipelines))))
 
+    # -- the request log, experiment metrics and mirrors -------------------------------------------
+    def observe(
+        self, route: Route, *, request_id: str, method_type: str, started: float, seconds: float, status: int,
+        code: str, inputs: Callable[[], dict], outputs: Callable[[], dict], mirror: bool = False,
+    ) -> None:
+        """Count a request under its experiment arm and write it to the request log.
+
+        ``inputs`` and ``outputs`` make the tensors' summaries (:func:`requestlog.summarize`); they
+        run on the log's writer thread, so parsing a body never holds up the event loop.
+        """
+        if route.experiment:
+            arm = route.target.name
+            self.metrics.experiment_infer(route.experiment, arm, "mirror" if mirror else "candidate", method_type,
+                                          seconds, code)
+        if self.request_log is None:
+            return
+
+        def record() -> requestlog.Record:
+            return requestlog.Record(
+                ts=started, request_id=request_id, kind=route.target.kind, target=route.target.name,
+                experiment=route.experiment, arm=route.arm, mirror=mirror, status=status,
+                latency_ms=round(seconds * 1000, 3), inputs=inputs(), outputs=outputs(),
+            )
+
+        self.request_log.submit(record)
+
+    def mirror(
+        self, route: Route, request: Callable[[], InferenceRequest], *, request_id: str, headers: Mapping[str, str]
+    ) -> None:
+        """Send the request to the experiment's mirror, if this one was picked for it; never awaited by the caller.
+
+        ``request`` makes the V2 request (a REST body is parsed only here, off the caller's path).
+        The mirror is a Model called over gRPC, as a pipeline step is, or a Pipeline run as any other.
+        """
+        if route.mirror is None:
+            return
+        if len(self._mirrors) >= MIRRORS_IN_FLIGHT:
+            self.metrics.mirror_dropped(route.experiment, route.mirror.name)
+            return
+        task = asyncio.create_task(self._mirror(route, request, request_id, dict(headers)))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _mirror(self, route: Route, make: Callable[[], InferenceRequest], request_id: str,
+                      headers: dict[str, str]) -> None:
+        shadow = Route(route.mirror, route.experiment)
+        started, start = time.time(), time.perf_counter()
+        try:
+            request = await asyncio.to_thread(make)
+        except Exception as exc:  # noqa: BLE001 - the caller's body was not a V2 request: the mirror gets nothing
+            self.observe(shadow, request_id=request_id, method_type="grpc", started=started, seconds=0.0, status=400,
+                         code="InvalidArgument", inputs=dict, outputs=lambda: {"error": str(exc)}, mirror=True)
+            return
+        if shadow.target.kind == "pipeline":
+            try:
+                await self.run_pipeline(shadow.target.name, request, request_id=request_id, headers=headers,
+                                        method_type="grpc", route=shadow, mirror=True)
+            except Refused:
+                pass  # logged and counted by run_pipeline
+            return
+        model = shadow.target.name
+        status, code, outputs = 200, grpc.StatusCode.OK, None
+        metadata = tuple(headers.items()) + ((routing.REQUEST_ID, request_id), (routing.SELDON_MODEL, model))
+        try:
+            response = await self.upstream.infer(model, request, metadata)
+            outputs = lambda: requestlog.summarize(response.outputs)  # noqa: E731
+        except UpstreamError as exc:
+            status, code = exc.status, exc.code or grpc.StatusCode.UNKNOWN
+            outputs = lambda: {"error": exc.message}  # noqa: E731
+        finally:
+            seconds = time.perf_counter() - start
+            self.metrics.model_infer(self.server_of(model), model, "grpc", seconds, grpc_code_name(code))
+            self.observe(shadow, request_id=request_id, method_type="grpc", started=started, seconds=seconds,
+                         status=status, code=grpc_code_name(code), inputs=lambda: requestlog.summarize(request.inputs),
+                         outputs=outputs or (lambda: {"error": "cancelled"}), mirror=True)
+
+    async def aclose(self) -> None:
+        """Let running mirror calls end (briefly) and commit the request log."""
+        if self._mirrors:
+            await asyncio.wait(list(self._mirrors), timeout=5)
+        if self.request_log is not None:
+            await asyncio.to_thread(self.request_log.close)
+
     # -- pipelines --------------------------------------------------------------------------------
     def _keep(self, run: graph.Run | None) -> None:
         """Keep a run for inspect, failed ones too: their records show where a request stopped."""
@@ -204,7 +308,8 @@ class Resources:
         return call
 
     async def run_pipeline(
-        self, name: str, request: InferenceRequest, *, request_id: str, headers: Mapping[str, str], method_type: str
+        self, name: str, request: InferenceRequest, *, request_id: str, headers: Mapping[str, str], method_type: str,
+        route: Route | None = None, mirror: bool = False,
     ) -> PipelineReply:
         """Execute pipeline ``name`` on ``request``; the reply, or :class:`Refused`.
 
@@ -213,9 +318,13 @@ class Resources:
             headers: the caller's ``x-*`` headers (:func:`routing.external_headers`); they travel with
                 the data to every step and come back on the response, as in Seldon.
             method_type: ``rest`` or ``grpc``, for the metrics.
+            route: how the request got here (an experiment's arm), for the metrics and the request log.
+            mirror: this is an experiment's mirror call.
         """
         pipeline = self.pipeline(name)  # before counting: a label per mistyped name would grow without end
-        start = time.perf_counter()
+        route = route or Route(routing.Target(name, "pipeline"))
+        started, start = time.time(), time.perf_counter()
+        status, response, error = 200, None, "cancelled"
         reply_headers = [(routing.REQUEST_ID, request_id), *headers.items()]
         outcome = "200" if method_type == "rest" else "OK"
         try:
@@ -247,6 +356,15 @@ class Resources:
             return PipelineReply(response, reply_headers)
         except Refused as exc:
             outcome = str(exc.status) if method_type == "rest" else grpc_code_name(exc.code)
+            status, error = exc.status, exc.message
             raise
         finally:
-            self.metrics.pipeline_infer(name, method_type, time.perf_counter() - start, outcome)
+            seconds = time.perf_counter() - start
+            self.metrics.pipeline_infer(name, method_type, seconds, outcome)
+            if response is not None:
+                outputs = lambda: requestlog.summarize(response.outputs)  # noqa: E731
+            else:
+                outputs = lambda: {"error": error}  # noqa: E731
+            self.observe(route, request_id=request_id, method_type=method_type, started=started, seconds=seconds,
+                         status=status, code=outcome, inputs=lambda: requestlog.summarize(request.inputs),
+                         outputs=outputs, mirror=mirror)
