@@ -27,6 +27,13 @@ Workers that die (finding 4):
   :data:`WORKER_WAIT_SECONDS` and then gets a 503 naming the cause; a request whose worker died
   under it is sent once more to another (or the restarted) worker; and ``/v2/health/ready`` and
   ``/v2/models/<name>/ready`` say not-ready while a model has no worker that can serve it.
+* Every worker writes its answers into one ``multiprocessing.Queue`` shared by the pool
+  (``ml/parallel/pool.py:93-96``). A worker killed while it writes one (a synthesizer answer is a
+  WAV of hundreds of kilobytes, so the window is wide under load) dies holding the queue's write
+  lock and leaves half a message in its pipe: the restarted worker blocks forever on its first
+  answer (its "loaded" message) and never joins the rotation, so every request waits and gets the
+  503. Each worker now has a queue of its own, read by a thread of its own
+  (:func:`spawn_worker`), and a dead worker's queue is dropped with it.
 * One ``waitpid`` per ``SIGCHLD`` (``ml/parallel/registry.py:72-81``): two workers dying at once
   can merge into one signal, and only one of them would be restarted. All dead children are
   reaped now, and a failing restart is logged instead of lost in a fire-and-forget task.
@@ -34,7 +41,10 @@ Workers that die (finding 4):
 
 import asyncio
 import os
+import queue
+import threading
 from itertools import cycle
+from multiprocessing import Queue
 from typing import Optional
 
 from mlserver.errors import MLServerError
@@ -44,6 +54,7 @@ from mlserver.handlers.model_repository import ModelRepositoryHandlers
 from mlserver.logging import logger
 from mlserver.parallel.dispatcher import Dispatcher
 from mlserver.parallel.errors import WorkerError, WorkerStop
+from mlserver.parallel import pool as pool_module
 from mlserver.parallel.messages import ModelRequestMessage, ModelResponseMessage
 from mlserver.parallel.registry import InferencePoolRegistry
 from mlserver.parallel.worker import Worker
@@ -200,6 +211,7 @@ def _state(dispatcher: Dispatcher) -> dict:
     if state is None:
         state = dispatcher.__dict__["_tunesmith"] = {
             "starting": set(), "serving": 0, "event": asyncio.Event(), "cause": "none has started yet",
+            "readers": {},
         }
     return state
 
@@ -229,6 +241,7 @@ _on_worker_start, _on_worker_ready, _on_worker_stop = (
 
 async def on_worker_start(self: Dispatcher, worker: Worker) -> None:
     _state(self)["starting"].add(worker.pid)
+    _start_reader(self, worker)
     await _on_worker_start(self, worker)
 
 
@@ -240,8 +253,78 @@ def on_worker_ready(self: Dispatcher, worker: Worker) -> None:
 def on_worker_stop(self: Dispatcher, worker: Worker, exit_code: int) -> None:
     state = _state(self)
     state["starting"].discard(worker.pid)
+    reader = state["readers"].pop(worker.pid, None)
+    if reader is not None:
+        reader.set()
     state["cause"] = f"worker {worker.pid} stopped with exit code {exit_code} and is being restarted"
     _on_worker_stop(self, worker, exit_code)
+
+
+_spawn_worker = pool_module._spawn_worker
+
+
+def spawn_worker(settings, responses: Queue, env) -> Worker:
+    """``ml/parallel/pool.py: _spawn_worker`` with a response queue of the worker's own.
+
+    The pool's shared queue (``responses``) is left unused; the dispatcher reads the worker's queue
+    from a thread started in :func:`on_worker_start` or :func:`dispatcher_start`.
+    """
+    own: Queue = Queue()
+    worker = _spawn_worker(settings, own, env)
+    worker.__dict__["_tunesmith_responses"] = own
+    return worker
+
+
+def _read_responses(dispatcher: Dispatcher, worker: Worker, stop: threading.Event,
+                    loop: asyncio.AbstractEventLoop) -> None:
+    """Hand each answer of one worker to the event loop until the worker stops.
+
+    If the worker died halfway through writing an answer, ``get`` blocks on the rest for good; the
+    thread is a daemon and holds nothing anyone else needs.
+    """
+    responses: Queue = worker.__dict__["_tunesmith_responses"]
+    while not stop.is_set():
+        try:
+            message = responses.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError, ValueError):  # the queue was closed
+            return
+        if message is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, dispatcher, message)
+
+
+def _resolve(dispatcher: Dispatcher, message: ModelResponseMessage) -> None:
+    """An answer whose request already gave up (its worker was declared dead) has no one to go to."""
+    if message.id in dispatcher._async_responses._futures:
+        dispatcher._async_responses.resolve(message)
+
+
+def _start_reader(dispatcher: Dispatcher, worker: Worker) -> None:
+    if "_tunesmith_responses" not in worker.__dict__:
+        return
+    readers = _state(dispatcher)["readers"]
+    if worker.pid in readers:
+        return
+    stop = threading.Event()
+    readers[worker.pid] = stop
+    threading.Thread(target=_read_responses, args=(dispatcher, worker, stop, asyncio.get_running_loop()),
+                     name=f"responses-of-worker-{worker.pid}", daemon=True).start()
+
+
+_dispatcher_start, _dispatcher_stop = Dispatcher.start, Dispatcher.stop
+
+
+def dispatcher_start(self: Dispatcher) -> None:
+    _dispatcher_start(self)
+    for worker in list(self._workers.values()):
+        _start_reader(self, worker)
+
+
+async def dispatcher_stop(self: Dispatcher) -> None:
+    for stop in _state(self)["readers"].values():
+        stop.set()
+    await _dispatcher_stop(self)
 
 
 def serving_workers(dispatcher: Dispatcher) -> int:
@@ -359,6 +442,9 @@ def install() -> None:
     Dispatcher.on_worker_ready = on_worker_ready
     Dispatcher.on_worker_stop = on_worker_stop
     Dispatcher.dispatch_request = dispatch_request
+    Dispatcher.start = dispatcher_start
+    Dispatcher.stop = dispatcher_stop
+    pool_module._spawn_worker = spawn_worker
     WorkerStop.__init__ = worker_stop_init
     InferencePoolRegistry._handle_worker_stop = handle_worker_stop
     DataPlane.ready = ready
