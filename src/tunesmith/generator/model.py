@@ -20,6 +20,13 @@ after the requested number of bar lines) so the difference can be shown.
 The sampling loop is written here rather than using ``model.generate`` because each row of a
 batch must draw from its own seeded ``torch.Generator``: a tune then depends only on its own
 header, seed and settings, never on which other requests share the batch.
+
+Two loops run it (:data:`LOOPS`). ``"fast"``, the default, steps the model with
+:class:`tunesmith.generator.decode.LlamaStep` (plain torch over a preallocated key/value cache) and
+applies the bar rules and the key prior as one precomputed score row per distinct bar state, so a
+step costs little more than the model's arithmetic. ``"transformers"`` calls the model's own
+forward pass with its cache and applies :class:`BarConstraint` as a ``LogitsProcessor`` each step:
+the reference. Both give the same tune, token for token, for the same header, seed and settings.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tunesmith.generator.decode import LlamaStep, UnsupportedModel
 
 from tunesmith.music.abc import (
     BAR_TOKENS,
@@ -64,6 +73,8 @@ MAX_BARS = 64
 # tunes with the shipped checkpoint: 0 -> key correlation 0.66 (key followed 38%), 1 -> 0.83
 # (85%), 2 -> 0.91 (96%, more tonal than real tunes, 0.79); 1 is the default.
 KEY_WEIGHT = 1.0
+LOOPS = ("fast", "transformers")  # the decoding loops, see the module docstring; the first is the default
+_MEMO_LIMIT = 20_000  # score rows kept between calls (3 KB each); the memo starts over beyond it
 
 
 @dataclass
@@ -143,6 +154,29 @@ class BarConstraint:
             self.log_profiles.append(logp - logp.mean())
         self.carry: list[dict[int, int]] = [{} for _ in headers]  # diatonic number -> alteration
         self._natural = np.array(NATURAL_PC)
+        self.keys = [h.key for h in headers]
+
+    def state_key(self, row: int) -> tuple:
+        """Everything :meth:`allowed` and :meth:`key_bias` read for row ``row``, as a hashable value.
+
+        Rows (and steps) with equal keys get equal masks and priors, so the fast loop computes a
+        score row once per key and looks it up afterwards.
+        """
+        s = self.states[row]
+        prior = (self.keys[row], self.key_weight, tuple(sorted(self.carry[row].items()))) if self.key_weight else ()
+        if s.ended or s.finished:
+            return (True, *prior)
+        return (s.bar, s.fill, s.tuplet_left, s.tuplet_len, s.bars_done + 1 >= s.bars_wanted, s.first_bar,
+                s.expect_pickup, s.pickup, *prior)
+
+    def adjustment(self, row: int) -> torch.Tensor:
+        """What :meth:`__call__` does to row ``row``'s scores, as one row to add: the key prior where
+        a token is allowed, ``-inf`` where it is not."""
+        if self.key_weight:
+            adjust = torch.from_numpy(self.key_bias(row)).to(torch.float32)
+        else:
+            adjust = torch.zeros(len(self.note_mask))
+        return adjust.masked_fill(~torch.from_numpy(self.allowed(row)), float("-inf"))
 
     def key_bias(self, row: int) -> np.ndarray:
         """Per-token score bonus: ``key_weight`` x log key-profile weight of its pitch class."""
@@ -258,6 +292,9 @@ class TuneGenerator:
         model: a causal LM over the canonical ABC vocabulary.
         tokenizer: the matching tokenizer.
         key_weight: strength of the key prior used with ``constrained=True`` (0 turns it off).
+        loop: ``"fast"`` (default) or ``"transformers"`` (the reference), see the module docstring;
+            a model that :class:`~tunesmith.generator.decode.LlamaStep` cannot step (not a Llama)
+            gets the reference loop. The attribute can be changed between calls.
 
     Attributes:
         max_bars: the largest ``bars`` that :meth:`generate` accepts.
@@ -268,10 +305,19 @@ class TuneGenerator:
 
     max_bars = MAX_BARS
 
-    def __init__(self, model, tokenizer, key_weight: float = KEY_WEIGHT):
+    def __init__(self, model, tokenizer, key_weight: float = KEY_WEIGHT, loop: str = LOOPS[0]):
+        if loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
         self.model = model.eval()
         self.key_weight = key_weight
         self.tokenizer = tokenizer
+        try:
+            self.step = LlamaStep(self.model)
+        except UnsupportedModel:
+            self.step = None
+            loop = "transformers"
+        self.loop = loop
+        self._memo: dict[tuple, torch.Tensor] = {}  # state_key -> score row, for the fast loop
         vocab = tokenizer.get_vocab()
         self.meters = sorted(t[2:] for t in vocab if t.startswith("M:"))
         self.keys = sorted(t[2:] for t in vocab if t.startswith("K:"))
@@ -279,12 +325,13 @@ class TuneGenerator:
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1024))
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, threads: int | None = None) -> "TuneGenerator":
+    def from_pretrained(cls, path_or_id: str | Path, threads: int | None = None, loop: str = LOOPS[0]) -> "TuneGenerator":
         """Load model and tokenizer with the transformers Auto classes.
 
         Args:
             path_or_id: a checkpoint folder (model.safetensors, config.json, tokenizer files).
             threads: when given, ``torch.set_num_threads(threads)``.
+            loop: the decoding loop, ``"fast"`` or ``"transformers"``.
 
         Returns:
             The generator, in eval mode.
@@ -293,7 +340,7 @@ class TuneGenerator:
             torch.set_num_threads(int(threads))
         model = AutoModelForCausalLM.from_pretrained(str(path_or_id))
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, loop=loop)
 
     def check_header(self, header: Header, *, strict_rhythm: bool = False) -> Header:
         """Canonicalise a header (``"Dmaj"`` -> ``"D"``, ``"C"`` -> ``"4/4"``, ``"Reel"`` -> ``"reel"``) and check it.
@@ -510,18 +557,40 @@ class TuneGenerator:
                 raise ValueError(f"prefix already has {plain_bars[row]} bars; ask for more bars than that")
         prompts = [header_ids(self.tokenizer, h) + [vocab[s] for s in opening] for h, opening in zip(headers, openings)]
         eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id
         special = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<pad>", "<s>", "<unk>")]
         header_tokens = [i for t, i in vocab.items() if t[:2] in ("M:", "K:", "R:")]
         banned = torch.tensor(special + header_tokens, dtype=torch.long)
         scale = torch.tensor(temperatures, dtype=torch.float32)[:, None]
 
-        max_new = min(self.max_positions - len(prompts[0]), max(bars) * 40 + 40)
+        max_new = max(min(self.max_positions - len(prompts[0]), max(bars) * 40 + 40), 0)
         outputs: list[list[int]] = [[vocab[s] for s in opening] for opening in openings]
         done = [False] * n
+        plain_bar_ids = {vocab[t] for t in BAR_TOKENS[:6] if t in vocab}
+
+        def write(row: int, token: int) -> None:
+            """Record row ``row``'s sampled token: the bar count, the output, whether the row is done."""
+            constraint.update(row, token)
+            if token == eos:
+                done[row] = True
+                return
+            outputs[row].append(token)
+            if not constrained and token in plain_bar_ids:
+                plain_bars[row] += 1
+                if plain_bars[row] > bars[row]:
+                    done[row] = True
+
+        if self.loop == "fast" and self.step is not None:
+            self._fast_loop(prompts, generators, scale, constraint, constrained, banned, max_new, done, write)
+        else:
+            self._transformers_loop(prompts, generators, scale, constraint, constrained, banned, max_new, done, write)
+        return [self.tokenizer.convert_ids_to_tokens(ids) for ids in outputs]
+
+    def _transformers_loop(self, prompts, generators, scale, constraint, constrained, banned, max_new, done, write):
+        """The reference: the model's own forward pass and cache, the rules as a ``LogitsProcessor``."""
+        pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor(prompts, dtype=torch.long)
         cache = None
-        for _ in range(max(max_new, 0)):
+        for _ in range(max_new):
             out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
             cache = out.cache
             logits = out.logits[:, -1, :].float() / scale
@@ -530,25 +599,57 @@ class TuneGenerator:
                 logits = constraint(None, logits)
             probs = torch.softmax(logits, dim=-1)
             next_ids = []
-            for row in range(n):
+            for row in range(len(prompts)):
                 if done[row]:
                     next_ids.append(pad)
                     continue
                 token = int(torch.multinomial(probs[row], 1, generator=generators[row]))
-                constraint.update(row, token)
-                if token == eos:
-                    done[row] = True
-                else:
-                    outputs[row].append(token)
-                    if not constrained and self.tokenizer.convert_ids_to_tokens(token) in BAR_TOKENS[:6]:
-                        plain_bars[row] += 1
-                        if plain_bars[row] > bars[row]:
-                            done[row] = True
+                write(row, token)
                 next_ids.append(token)
             if all(done):
                 break
             input_ids = torch.tensor(next_ids, dtype=torch.long)[:, None]
-        return [self.tokenizer.convert_ids_to_tokens(ids) for ids in outputs]
+
+    def _fast_loop(self, prompts, generators, scale, constraint, constrained, banned, max_new, done, write):
+        """:class:`~tunesmith.generator.decode.LlamaStep` over a static cache; rules as memoised score rows.
+
+        Each row's mask and key prior depend only on its bar state (:meth:`BarConstraint.state_key`),
+        so they are computed once per state as one row of additions (``-inf`` for what is not
+        allowed) and kept. Sampling is ``torch.multinomial``'s own method written out for the
+        batch: for one sample it takes the argmax of ``probs / q`` with ``q`` exponential noise from
+        the row's generator, so drawing ``q`` row by row and dividing once gives the same tokens.
+        """
+        n, pad = len(prompts), self.tokenizer.pad_token_id
+        if len(self._memo) > _MEMO_LIMIT:
+            self._memo.clear()
+        if constrained:
+            def adjustment(row: int) -> torch.Tensor:
+                key = constraint.state_key(row)
+                found = self._memo.get(key)
+                if found is None:
+                    found = self._memo[key] = constraint.adjustment(row)
+                return found
+        else:
+            plain = torch.zeros(len(constraint.note_mask))
+            plain[banned] = float("-inf")
+            adjustment = lambda row: plain  # noqa: E731 - one row for every state
+        cache = self.step.new_cache(n, len(prompts[0]) + max_new)
+        logits = self.step(torch.tensor(prompts, dtype=torch.long), cache)
+        noise = torch.ones(n, logits.shape[-1])
+        for i in range(max_new):
+            scores = logits / scale + torch.stack([adjustment(row) for row in range(n)])
+            probs = torch.softmax(scores, dim=-1)
+            active = [row for row in range(n) if not done[row]]
+            for row in active:
+                noise[row].exponential_(generator=generators[row])
+            picks = (probs / noise).argmax(dim=-1).tolist()
+            next_ids = [pad] * n
+            for row in active:
+                next_ids[row] = picks[row]
+                write(row, picks[row])
+            if all(done) or i + 1 == max_new:
+                break
+            logits = self.step(torch.tensor(next_ids, dtype=torch.long)[:, None], cache)
 
 
 def _per_row(value, n: int, name: str) -> list:
