@@ -19,6 +19,7 @@ HOST ?= 127.0.0.1
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 METRICS_PORT ?= 8082
+PROMETHEUS_PORT ?= 9090
 UI_PORT ?= 7860
 export HOST HTTP_PORT GRPC_PORT METRICS_PORT UI_PORT
 
@@ -59,6 +60,10 @@ up: platform ## Run the finished platform: server + UI (your models/ is not touc
 .PHONY: gateway
 gateway: setup ## Serve the Seldon manifests in manifests/: models and pipelines at HTTP_PORT and GRPC_PORT
 	$(TUNESMITH) gateway --manifests manifests --models models $(PORTS)
+
+.PHONY: prometheus
+prometheus: setup ## Run Prometheus on the running platform (monitoring/: scrape config, alerts) at PROMETHEUS_PORT (9090)
+	$(PY) -m tunesmith.monitoring.prometheus --host $(HOST) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) --port $(PROMETHEUS_PORT)
 
 # Stage 3 on a cluster (README, "Stage 3 on a cluster"): the same manifests, applied with kubectl.
 #   make image IMAGE=ghcr.io/you/tunesmith-mlserver:0.1.0

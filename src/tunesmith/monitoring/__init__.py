@@ -1,0 +1,1 @@
+"""Watching the platform in production: drift in what users ask for, and the metrics that show it."""
