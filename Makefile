@@ -110,7 +110,7 @@ train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoint
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
 	$(TUNESMITH) train style
 
-eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier
+eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier, generated vs real tunes (plots in build/realism/)
 	$(TUNESMITH) eval
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables

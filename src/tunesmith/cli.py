@@ -12,7 +12,7 @@ command runs: ``tunesmith --help`` and ``tunesmith stop`` answer without loading
     tunesmith stage stage-2 --into models     # models/ as at the start of stage 2 (backed up first)
     tunesmith data                            # extract and split the corpus
     tunesmith train generator | style [...]   # retrain a model
-    tunesmith eval [generator | transcriber | style] [...]
+    tunesmith eval [generator | transcriber | style | realism] [...]
     tunesmith bench
 """
 
@@ -44,6 +44,7 @@ EVALUATIONS = {
     "generator": "tunesmith.generator.evaluate",
     "transcriber": "tunesmith.transcriber.evaluate",
     "style": "tunesmith.style.evaluate",
+    "realism": "tunesmith.realism.report",
 }
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit_code(_main_of(TRAINERS[args.model])(rest))
     chosen = [args.model] if args.model else list(EVALUATIONS)
     if rest and len(chosen) > 1:
-        _parser().error("options after `eval` belong to one evaluation: name it (generator, transcriber or style)")
+        _parser().error("options after `eval` belong to one evaluation: name it (" + ", ".join(EVALUATIONS) + ")")
     for name in chosen:
         code = _exit_code(_main_of(EVALUATIONS[name])(rest))
         if code:
