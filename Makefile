@@ -113,6 +113,10 @@ train-classifier: setup ## Retrain the style classifier into checkpoints/style-c
 eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier, generated vs real tunes (plots in build/realism/)
 	$(TUNESMITH) eval
 
+.PHONY: votes
+votes: setup ## Print the listening test's statistics and write every vote to build/votes.csv
+	$(PY) -m tunesmith.listening.votes --csv build/votes.csv
+
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier) and worker tables
 	$(TUNESMITH) bench
 

@@ -168,7 +168,7 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion("Every number (JSON)", open=False):
                 results = gr.JSON(label="Results")
             export = gr.Button("Export the votes (CSV)", size="sm")
-            csv_file = gr.File(label="Votes (CSV)", interactive=False)
+            csv_file = gr.File(label="Votes (CSV)", interactive=False, height=90)
 
     def play(request: gr.Request):
         try:

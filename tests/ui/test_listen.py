@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import multiprocessing
 import os
 import random
@@ -26,6 +27,7 @@ from scipy import stats as scipy_stats
 from tunesmith import paths
 from tunesmith.audio.io import encode_wav
 from tunesmith.listening import stats
+from tunesmith.listening.rounds import discover_arms, experiment_candidates, make_clip_set
 from tunesmith.listening.votes import (
     CANT_TELL,
     SCHEMA_VERSION,
@@ -36,6 +38,7 @@ from tunesmith.listening.votes import (
     VoteError,
     VoteStore,
 )
+from tunesmith.serving.client import MusicClient
 from tunesmith.serving.launcher import free_port
 from ui_browser import Browser, chromium
 from ui_launch import launched, load_app_module
@@ -264,6 +267,22 @@ def test_no_vote_is_lost_to_32_voters_at_once_nor_to_sigkill(app_process, tmp_pa
     assert after["total"] == VOTERS + 1 and len(rows) == VOTERS + 1
     assert set(after["arms"]) == {"tune-generator-v1", "tune-generator-v2"}
     assert {rows[0][f"clip_{letter}"] for letter in "ABC"} == set(ARMS)
+
+
+@pytest.mark.server
+def test_a_seldon_endpoint_s_arms_are_its_generator_models(ui_gateway):
+    """Talking Seldon, the arms are the generator Models (narrowed to experiment candidates when the
+    gateway lists experiments), and each clip is credited to the model that answered."""
+    with MusicClient(ui_gateway.http_url, seldon=True) as client:
+        arms = discover_arms(client)
+        candidates = experiment_candidates(client)
+        made = make_clip_set(client, arms, random.Random(2))
+    assert [arm.name for arm in arms] == ["tune-generator-v1", "tune-generator-v2"]
+    assert [arm.version for arm in arms] == ["v1", "v2"]
+    assert not candidates or {"tune-generator-v1", "tune-generator-v2"} <= set(candidates), candidates
+    assert sorted(clip.arm for clip in made.clips) == sorted(ARMS)
+    assert all((clip.critic is None) == (clip.arm == "real") for clip in made.clips)
+    assert len({soundfile.info(io.BytesIO(clip.wav)).frames for clip in made.clips}) == 1  # one length
 
 
 PANEL = "document.getElementById('section-listen')"

@@ -102,9 +102,17 @@ def discover_arms(client: MusicClient) -> list[Arm]:
     return chosen if len(chosen) >= 1 else arms
 
 
-def write(client: MusicClient, arm: Arm, header: str, seed: int, bars: int = BARS) -> str:
-    """The tune ``arm`` writes under ``header`` (ABC header lines)."""
-    return client.compose(header=header, seed=seed, bars=bars, version=arm.version)
+def write(client: MusicClient, arm: Arm, header: str, seed: int, bars: int = BARS) -> tuple[str, str]:
+    """The tune ``arm`` writes under ``header`` (ABC header lines), and who wrote it.
+
+    Who wrote it is the model the answer's ``x-seldon-route`` names, when there is one: while an
+    Experiment splits the traffic to a generator Model between arms, a call to that Model may be
+    answered by another one, and the vote must count for the arm that wrote the tune.
+    """
+    abc = client.compose(header=header, seed=seed, bars=bars, version=arm.version)
+    reply = client.last_reply
+    answered = reply.models[0] if reply is not None and reply.route and reply.models else arm.name
+    return answered, abc
 
 
 def critic_scores(client: MusicClient, header: str, tunes: list[str]) -> list[float | None]:
@@ -163,7 +171,7 @@ def make_clip_set(client: MusicClient, arms: list[Arm], rng: random.Random | Non
     tempo = dance_tempo(real)
     chosen = rng.sample(arms, min(MAX_ARMS, len(arms)))
     seed = rng.randrange(2**31)
-    tunes = [(REAL, opening)] + [(arm.name, write(client, arm, header.to_abc(), seed)) for arm in chosen]
+    tunes = [(REAL, opening)] + [write(client, arm, header.to_abc(), seed) for arm in chosen]
     critic = [None] + critic_scores(client, header.to_abc(), [abc for _, abc in tunes[1:]])
     wavs = [client.synthesize(abc, tempo=tempo, instrument=instrument)[0] for _, abc in tunes]
     wavs, seconds = equal_length(wavs)

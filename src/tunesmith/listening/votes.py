@@ -25,7 +25,7 @@ A listener votes once per clip set: a second vote on the same set (for example a
 page and getting the set again) is not counted, and the answer says so.
 
 Where: ``$TUNESMITH_VOTES_DIR``, else ``data/votes/`` (not in git). ``python -m
-tunesmith.listening.votes --csv votes.csv`` exports every vote.
+tunesmith.listening.votes --csv votes.csv`` (``make votes``) prints the statistics and exports every vote.
 """
 
 from __future__ import annotations
@@ -419,17 +419,20 @@ class VoteStore:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tunesmith.listening.votes [--folder DIR] [--csv FILE]``: counts, or an export."""
+    """``python -m tunesmith.listening.votes [--folder DIR] [--csv FILE] [--json]``: the statistics, and an export."""
     parser = argparse.ArgumentParser(description="The listening test's votes: counts and CSV export")
     parser.add_argument("--folder", type=Path, default=None, help=f"votes folder (default: ${VOTES_ENV} or data/votes)")
     parser.add_argument("--csv", type=Path, default=None, help="write every vote to this CSV file")
+    parser.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     args = parser.parse_args(argv)
     store = VoteStore(args.folder)
-    if args.csv:
-        store.export_csv(args.csv)
-    from tunesmith.listening.stats import summary
+    from tunesmith.listening.stats import format_table, summary
 
-    print(json.dumps(summary(store.judgements(), bootstrap=200), indent=1))
+    result = summary(store.judgements())
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        print(f"{store.total()} votes written to {store.export_csv(args.csv)}")
 
 
 if __name__ == "__main__":
