@@ -42,7 +42,7 @@ from typing import Callable
 import gradio as gr
 
 from app.common import AppContext
-from app.sections import classify, compose, effects, hum, listen, studio
+from app.sections import classify, compose, effects, hum, listen, monitor, studio
 from tunesmith.serving.client import (
     CLASSIFIER,
     DEFAULT_URL,
@@ -149,7 +149,7 @@ def _seldon_status(client: MusicClient) -> tuple[str, bool]:
 
 
 TABS: list[tuple[str, Callable[[AppContext], None]]] = [
-    (section.LABEL, section.build) for section in (compose, hum, effects, classify, studio, listen)
+    (section.LABEL, section.build) for section in (compose, hum, effects, classify, studio, listen, monitor)
 ]
 """The app's tabs, in order: a label and the function that builds the tab's contents (one module
 of :mod:`app.sections` each)."""

@@ -18,28 +18,19 @@ from tunesmith import paths
 from tunesmith.serving.launcher import free_port
 
 STARTUP_S = 300
-SYNTH_MODEL = """\
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  storageUri: gs://tunesmith-workshop/models/synthesizer
-  requirements:
-    - tunesmith
-"""
 EXPERIMENT = """\
 apiVersion: mlops.seldon.io/v1alpha1
 kind: Experiment
 metadata:
-  name: synth-ab
+  name: gen-ab
 spec:
   candidates:
-    - name: synth-a
+    - name: tune-generator-v1
       weight: 50
-    - name: synth-b
+    - name: tune-generator-v2
       weight: 50
 """
+MODELS = ("prompt-encoder", "drift-detector", "tune-generator-v1", "tune-generator-v2")
 
 
 @dataclass
@@ -47,21 +38,21 @@ class Platform:
     http_url: str
     metrics_url: str  # MLServer's metrics port
     mlserver_log: Path
+    request_log: Path
 
 
 def monitoring_manifests(platform_models: Path, folder: Path) -> Path:
-    """The platform's own manifests for the prompt monitor, plus two synthesizer Models and their Experiment."""
+    """The platform's own manifests for the prompt monitor and both generator versions, plus an A/B Experiment."""
     source = platform_models.parent / "manifests"
     if not (source / "pipelines" / "prompt-monitor.yaml").exists():
         pytest.skip("the platform has no prompt-monitor pipeline (notebook 3.7 writes it)")
-    for sub, names in {"servers": None, "models": ("prompt-encoder", "drift-detector"), "pipelines": ("prompt-monitor",)}.items():
+    for sub, names in {"servers": None, "models": MODELS, "pipelines": ("prompt-monitor",)}.items():
         (folder / sub).mkdir(parents=True)
         for path in sorted((source / sub).glob("*.yaml")):
             if names is None or path.stem in names:
                 shutil.copy(path, folder / sub / path.name)
-    (folder / "models" / "synth-ab.yaml").write_text("---\n".join(SYNTH_MODEL.format(name=n) for n in ("synth-a", "synth-b")))
     (folder / "experiments").mkdir()
-    (folder / "experiments" / "synth-ab.yaml").write_text(EXPERIMENT)
+    (folder / "experiments" / "gen-ab.yaml").write_text(EXPERIMENT)
     return folder
 
 
@@ -76,7 +67,7 @@ def monitored_platform(platform_models, tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "tunesmith", "gateway", "--manifests", str(manifests), "--models", str(platform_models),
              "--name", name, "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-             "--metrics-port", str(metrics_port)],
+             "--metrics-port", str(metrics_port), "--request-log", str(folder / "requests.sqlite")],
             stdout=out, stderr=subprocess.STDOUT, cwd=paths.REPO)
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -90,7 +81,8 @@ def monitored_platform(platform_models, tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, f"the gateway was not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
-        yield Platform(url, f"http://127.0.0.1:{metrics_port}", paths.RUN / f"{name}-mlserver" / "mlserver.log")
+        yield Platform(url, f"http://127.0.0.1:{metrics_port}", paths.RUN / f"{name}-mlserver" / "mlserver.log",
+                       folder / "requests.sqlite")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -104,3 +96,12 @@ def monitored_platform(platform_models, tmp_path_factory):
 
 def prompt_body(prompt: str) -> dict:
     return {"inputs": [{"name": "prompt", "datatype": "BYTES", "shape": [1], "data": [prompt]}]}
+
+
+def generate(platform: Platform, seed: int, bars: int = 2) -> requests.Response:
+    """One call to the gen-ab experiment: a tune from one of the two generator versions."""
+    return requests.post(f"{platform.http_url}/v2/models/gen-ab/infer", headers={"seldon-model": "gen-ab.experiment"},
+                         timeout=120, json={"inputs": [
+                             {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": ["a jig in G"]},
+                             {"name": "seed", "datatype": "INT64", "shape": [1], "data": [seed]},
+                             {"name": "bars", "datatype": "INT32", "shape": [1], "data": [bars]}]})

@@ -1,7 +1,8 @@
 """A real Prometheus on the platform: the project's scrape config pointed at running servers, and queries.
 
 The files live in ``monitoring/`` at the top of the repository: ``prometheus.yml`` (scrape config for
-the workshop's default ports), ``alerts.yml`` (alerting rules, unit-tested by ``alerts-test.yml``)
+the workshop's default ports: the gateway, MLServer and the tune-quality exporter of
+:mod:`tunesmith.monitoring.quality`), ``alerts.yml`` (alerting rules, unit-tested by ``alerts-test.yml``)
 and ``grafana-dashboard.json`` (the dashboard for a cluster's Grafana). :class:`Prometheus` runs the
 ``prometheus`` binary (Debian's package) on that config, with only the targets rewritten to the
 ports a platform actually runs on, so a notebook or a test sees what an operator would.
@@ -31,6 +32,7 @@ ALERT_TESTS = FOLDER / "alerts-test.yml"
 DASHBOARD = FOLDER / "grafana-dashboard.json"
 GATEWAY_JOB = "seldon-gateway"
 MLSERVER_JOB = "mlserver"
+QUALITY_JOB = "tune-quality"
 
 
 def _host_port(url: str) -> str:
@@ -38,13 +40,15 @@ def _host_port(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
-def local_config(gateway_url: str, mlserver_metrics_url: str, *, config: Path = CONFIG,
-                 scrape_interval: str | None = None) -> dict:
-    """The project's scrape config with its two targets set to a running gateway and MLServer.
+def local_config(gateway_url: str, mlserver_metrics_url: str, quality_url: str | None = None, *,
+                 config: Path = CONFIG, scrape_interval: str | None = None) -> dict:
+    """The project's scrape config with its targets set to a running gateway, MLServer and quality exporter.
 
     Args:
         gateway_url: the gateway's HTTP address (its ``/metrics`` is scraped).
         mlserver_metrics_url: MLServer's metrics address (``METRICS_PORT``).
+        quality_url: the tune-quality exporter's address (:func:`tunesmith.monitoring.quality.serve`);
+            ``None`` leaves its job out.
         config: the scrape config to start from.
         scrape_interval: e.g. ``"1s"`` to see results sooner; default the config's own.
 
@@ -52,10 +56,12 @@ def local_config(gateway_url: str, mlserver_metrics_url: str, *, config: Path = 
         The config as a dict, rule files as absolute paths.
     """
     settings = yaml.safe_load(Path(config).read_text())
-    targets = {GATEWAY_JOB: _host_port(gateway_url), MLSERVER_JOB: _host_port(mlserver_metrics_url)}
+    targets = {GATEWAY_JOB: _host_port(gateway_url), MLSERVER_JOB: _host_port(mlserver_metrics_url),
+               QUALITY_JOB: _host_port(quality_url) if quality_url else None}
     jobs = {job["job_name"] for job in settings["scrape_configs"]}
     if jobs != set(targets):
         raise ValueError(f"{config}: expected the scrape jobs {sorted(targets)}, found {sorted(jobs)}")
+    settings["scrape_configs"] = [job for job in settings["scrape_configs"] if targets[job["job_name"]]]
     for job in settings["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
     settings["rule_files"] = [str((Path(config).parent / f).resolve()) for f in settings.get("rule_files", [])]
@@ -192,12 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=8080, help="the gateway's HTTP port (its /metrics)")
     parser.add_argument("--metrics-port", type=int, default=8082, help="MLServer's metrics port")
+    parser.add_argument("--quality-port", type=int, default=8083, help="where the tune-quality exporter listens")
     parser.add_argument("--port", type=int, default=9090, help="where Prometheus listens")
     args = parser.parse_args(argv)
-    config = local_config(f"{args.host}:{args.http_port}", f"{args.host}:{args.metrics_port}")
+    from tunesmith.monitoring import quality
+
+    quality.serve(args.quality_port)  # the tunes of the gateway's request log (default path), scored per arm
+    config = local_config(f"{args.host}:{args.http_port}", f"{args.host}:{args.metrics_port}",
+                          f"127.0.0.1:{args.quality_port}")
     with Prometheus(config, port=args.port) as prom:
-        print(f"Prometheus at {prom.url} scraping {args.host}:{args.http_port} and {args.host}:{args.metrics_port}; "
-              f"alerts: {prom.url}/alerts. Ctrl-C stops it.", flush=True)
+        print(f"Prometheus at {prom.url} scraping {args.host}:{args.http_port}, {args.host}:{args.metrics_port} and the "
+              f"tune-quality exporter on 127.0.0.1:{args.quality_port}; alerts: {prom.url}/alerts. Ctrl-C stops it.",
+              flush=True)
         try:
             while prom.process.poll() is None:
                 time.sleep(1)

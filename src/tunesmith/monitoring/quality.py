@@ -105,3 +105,68 @@ class QualityByArm:
                 groups.setdefault((experiment, arm), []).append(values)
         return [ArmQuality(experiment, arm, len(rows), *np.mean(rows, axis=0).tolist())
                 for (experiment, arm), rows in sorted(groups.items())]
+
+
+# --- as Prometheus metrics ---------------------------------------------------------------------------
+
+QUALITY_METRIC = "tunesmith_tune_quality"
+TUNES_METRIC = "tunesmith_tunes_scored"
+REFRESH_S = 5.0
+
+
+class QualityCollector:
+    """A Prometheus collector of :class:`QualityByArm`: ``tunesmith_tune_quality{experiment, arm, measure}``
+    (the mean of each measure) and ``tunesmith_tunes_scored_total{experiment, arm}``.
+
+    In Seldon an arm's outputs are on its Kafka topic and a consumer beside the cluster would score
+    them; here the consumer reads the gateway's request log. A thread scores new tunes every
+    ``refresh_s`` seconds, so a scrape never waits for the critic.
+    """
+
+    def __init__(self, quality: QualityByArm, refresh_s: float = REFRESH_S):
+        self.quality = quality
+        self.refresh_s = refresh_s
+        self.arms: list[ArmQuality] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tune-quality", daemon=True)
+
+    def start(self) -> QualityCollector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        import logging
+
+        while not self._stop.is_set():
+            try:
+                self.arms = self.quality.update()
+            except Exception:  # noqa: BLE001 - a log being rotated or half-written: try again next time
+                logging.getLogger(__name__).exception("tune quality: the request log could not be read")
+            self._stop.wait(self.refresh_s)
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        quality = GaugeMetricFamily(QUALITY_METRIC, "Mean quality of the tunes each arm answered (tune critic: "
+                                    "bars_right, novel, critic_score; 0..1)", labels=["experiment", "arm", "measure"])
+        tunes = CounterMetricFamily(TUNES_METRIC, "Tunes scored per arm", labels=["experiment", "arm"])
+        for arm in self.arms:
+            for measure in MEASURES:
+                quality.add_metric([arm.experiment, arm.arm, measure], getattr(arm, measure))
+            tunes.add_metric([arm.experiment, arm.arm], arm.tunes)
+        yield quality
+        yield tunes
+
+
+def serve(port: int, log_path: str | Path | None = None, host: str = "127.0.0.1") -> QualityCollector:
+    """Serve the quality metrics at ``http://host:port/metrics`` from a thread; returns the collector."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    collector = QualityCollector(QualityByArm(log_path)).start()
+    registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)
+    return collector
