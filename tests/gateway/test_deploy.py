@@ -275,12 +275,12 @@ def test_an_empty_manifests_folder_says_where_manifests_come_from(tmp_path, caps
 
 
 def test_what_only_the_local_gateway_refuses_goes_to_the_cluster(room):
-    write(room / "manifests" / "models" / "tune-generator.yaml", model_doc("tune-generator", replicas=3))
+    write(room / "manifests" / "models" / "tune-generator.yaml", model_doc("tune-generator", replicas=3, maxReplicas=4))
     write(room / "manifests" / "servers" / "mlserver.yaml", dict(SERVER, spec={**SERVER["spec"], "replicas": 3}))
     write(room / "manifests" / "experiments" / "ab.yaml", doc("Experiment", "ab", {
         "candidates": [{"name": "tune-generator", "weight": 1}, {"name": "synthesizer", "weight": 1}]}))  # fmt: skip
     files = deploy.manifest_files(room / "manifests")
-    with pytest.raises(ManifestError, match="not supported by the local gateway: Model replicas 3"):
+    with pytest.raises(ManifestError, match="not supported by the local gateway: it turns on autoscaling"):
         manifests.load(files, allow_experiments=True)
     found = deploy.check(files)
     assert found.models["tune-generator"].replicas == 3 and found.servers["tunesmith"].replicas == 3
@@ -707,7 +707,7 @@ def test_the_readme_table_of_fields_is_generated_from_fields():
     assert table in section, "regenerate it: python -m tunesmith.gateway.deploy fields"
     rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == sum(len(fields) for fields in manifests.FIELDS.values())
-    assert "| Model | `replicas` | implemented | one replica; more are refused" in table
+    assert "| Model | `replicas` | implemented | N MLServer processes hold the model" in table
 
 
 def test_the_readme_shows_the_way_from_laptop_to_cluster():

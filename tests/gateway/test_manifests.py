@@ -223,7 +223,7 @@ def test_good_manifests_validate_against_the_crds():
             "output": {"steps": ["synthesizer", "tune-generator.outputs.abc"], "stepsJoin": "inner"},
             "dataflow": {"cleanTopicsOnDelete": True},
         }),
-        model("prompt-encoder", requirements=["python"], memory="100Ki", replicas=1, minReplicas=1,
+        model("prompt-encoder", requirements=["python"], memory="100Ki", replicas=1,
               parameters=[{"name": "max_prompts", "value": "8"}], server="mlserver"),
         model("tune-generator", storageUri="gs://tunesmith-workshop/models/tune-generator", artifactVersion=1),
         model("synthesizer", modelType="python", memory=1024),
@@ -282,18 +282,32 @@ def test_refused_fields_name_the_field_and_why(schemas, doc, field, why):
 
 
 @pytest.mark.parametrize(
-    "doc, message",
+    "doc, field, message",
     [
-        (model("m", replicas=2), "not supported by the local gateway: Model replicas 2: replicas arrive with experiments"),
-        (model("m", minReplicas=3), "not supported by the local gateway: Model replicas 3: replicas arrive with experiments"),
-        (model("m", replicas=0), "not supported by the local gateway: Model replicas 0: a resource scaled to zero is not served"),
-        (manifest("Server", "s", {"serverConfig": "mlserver", "replicas": 2}),
-         "not supported by the local gateway: Server replicas 2: replicas arrive with experiments"),
+        (model("m", minReplicas=3), "spec.minReplicas", "not supported by the local gateway: "
+         + FIELDS["Model"]["minReplicas"].removeprefix("refused: ")),
+        (model("m", replicas=1, maxReplicas=2), "spec.maxReplicas", "not supported by the local gateway: "
+         + FIELDS["Model"]["maxReplicas"].removeprefix("refused: ")),
+        (model("m", replicas=0), "spec.replicas",
+         "not supported by the local gateway: Model replicas 0: a resource scaled to zero is not served"),
+        (manifest("Server", "s", {"serverConfig": "mlserver", "replicas": 2, "minReplicas": 1}), "spec.minReplicas",
+         "not supported by the local gateway: " + FIELDS["Server"]["minReplicas"].removeprefix("refused: ")),
     ],
-    ids=["mlm-2", "mlm-min-3", "mlm-0", "mls-2"],
+    ids=["mlm-min-3", "mlm-max-2", "mlm-0", "mls-min"],
 )  # fmt: skip
-def test_more_than_one_replica_is_refused(doc, message):
-    assert error(yaml.safe_dump(doc)).message == message
+def test_autoscaling_and_zero_replicas_are_refused(doc, field, message):
+    failure = error(yaml.safe_dump(doc))
+    assert (failure.field, failure.message) == (field, message)
+
+
+def test_a_model_needs_a_server_with_as_many_replicas():
+    server = manifest("Server", "s", {"serverConfig": "mlserver", "replicas": 2})
+    found = loads(yaml.safe_dump_all([server, model("m", replicas=2, server="s"), model("one")]))
+    assert found.models["m"].replicas == 2 and found.servers["s"].replicas == 2
+    assert found.placement == {"m": "s", "one": "mlserver"}
+    failure = error(yaml.safe_dump_all([server, model("m", replicas=3)]))
+    assert failure.field == "spec.replicas"
+    assert failure.message.startswith("Failed to schedule model as no matching server had enough suitable replicas")
 
 
 def test_harmless_values_of_refused_fields_are_accepted():
@@ -619,11 +633,11 @@ def test_a_folder_is_read_with_its_sub_folders_but_not_hidden_ones(tmp_path):
 
 
 def test_for_a_cluster_what_only_one_machine_refuses_is_accepted(tmp_path):
-    docs = [model("m", replicas=2), manifest("Server", "gpu", {"serverConfig": "triton"})]
+    docs = [model("m", replicas=2, maxReplicas=3), manifest("Server", "gpu", {"serverConfig": "triton"})]
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
-    with pytest.raises(manifests.ManifestError, match="replicas arrive with experiments"):
+    with pytest.raises(manifests.ManifestError, match="turns on autoscaling"):
         manifests.load(tmp_path)
     found = manifests.load(tmp_path, for_cluster=True)
     assert found.models["m"].replicas == 2 and found.servers["gpu"].server_config == "triton"
-    with pytest.raises(manifests.ManifestError, match="replicas arrive"):  # the option lasts one load only
+    with pytest.raises(manifests.ManifestError, match="turns on autoscaling"):  # the option lasts one load only
         manifests.load(tmp_path)

@@ -12,7 +12,7 @@ installed. ``deploy``:
    notebooks write ``models/``, ``servers/``, ``pipelines/``) and checks them with the gateway's
    loader (:func:`tunesmith.gateway.manifests.load`), so a manifest fails here with the message it
    fails with there, against the same CRDs. Only what the *local* gateway cannot do (the
-   ``refused`` rows of :data:`~tunesmith.gateway.manifests.FIELDS`, several replicas, a ``triton``
+   ``refused`` rows of :data:`~tunesmith.gateway.manifests.FIELDS` such as autoscaling, a ``triton``
    server, experiments) is allowed, because a cluster does it (:func:`check`);
 2. rewrites each Model's ``storageUri`` from the models URI the manifests use (the gateway's
    ``gs://tunesmith-workshop/models``, or ``$MODELS_URI``) to ``--models-uri``, and a local path into

@@ -98,9 +98,12 @@ FIELDS: dict[str, dict[str, str]] = {
         "memory": "implemented",
         "server": "implemented",
         "parameters": "implemented",
-        "replicas": "implemented: one replica; more are refused (replicas arrive with experiments)",
-        "minReplicas": "implemented",
-        "maxReplicas": "implemented",
+        "replicas": "implemented: N MLServer processes hold the model, least-request balanced, health-checked, "
+                    "retried and restarted (tunesmith.gateway.replicas); 0 is refused",
+        "minReplicas": "refused: it turns on autoscaling (Seldon scales between minReplicas and maxReplicas by "
+                       "inference lag), which the local gateway does not do: set replicas only",
+        "maxReplicas": "refused: it turns on autoscaling (Seldon scales between minReplicas and maxReplicas by "
+                       "inference lag), which the local gateway does not do: set replicas only",
         "schemaUri": "ignored: Seldon does not use it either",
         "preloaded": "ignored: Seldon does not use it either",
         "dedicated": "ignored: Seldon does not use it either",
@@ -115,9 +118,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "serverConfig": "implemented",
         "capabilities": "implemented",
         "extraCapabilities": "implemented",
-        "replicas": "implemented: one replica; more are refused (replicas arrive with experiments)",
-        "minReplicas": "implemented",
-        "maxReplicas": "implemented",
+        "replicas": "implemented: replica i is the i-th MLServer process, holding the models with more than i "
+                    "replicas (tunesmith.gateway.replicas); 0 is refused",
+        "minReplicas": "refused: it turns on server autoscaling, which the local gateway does not do: set replicas only",
+        "maxReplicas": "refused: it turns on server autoscaling, which the local gateway does not do: set replicas only",
         "podSpec": "ignored: the server is an MLServer process from the workshop's environment, not a pod",
         "imageOverrides": "ignored: there are no container images locally",
         "deploymentStrategy": "ignored: a Kubernetes rollout setting",
@@ -148,9 +152,11 @@ CRD files it is also the list of known fields that the unknown-field check uses.
 _REFUSED_ONLY_WHEN = {
     ("Pipeline", "allowCycles"): lambda value: value is True,
     ("Pipeline", "steps[].batch.size"): lambda value: value != 0,
+    **{(kind, key): lambda value: value > 0 for kind in ("Model", "Server") for key in ("minReplicas", "maxReplicas")},
 }
-"""Refused fields that are harmless at some values: ``allowCycles: false`` is Seldon's default, and
-a batch of size 0 does not batch (``StreamTransforms.kt: batchMessages``)."""
+"""Refused fields that are harmless at some values: ``allowCycles: false`` is Seldon's default, a
+batch of size 0 does not batch (``StreamTransforms.kt: batchMessages``), and a ``minReplicas`` or
+``maxReplicas`` of 0 or less is unset (``operator/internal/utils.go: GetValidatedScalingSpec``)."""
 
 
 def field_status(kind: str, path: str) -> tuple[str, str]:
@@ -246,8 +252,6 @@ class Model:
     server: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
-    min_replicas: int = 0
-    max_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -259,8 +263,6 @@ class Server:
     capabilities: tuple[str, ...] = ()
     extra_capabilities: tuple[str, ...] = ()
     replicas: int = 1
-    min_replicas: int = 0
-    max_replicas: int | None = None
 
     @property
     def effective_capabilities(self) -> tuple[str, ...]:
@@ -355,7 +357,7 @@ def load(
             tool that serves none.
         for_cluster: check the files for Seldon on a cluster (``tunesmith deploy``), not for the local
             gateway: what the gateway refuses only because it runs on one machine (the ``refused``
-            fields of :data:`FIELDS`, replicas other than 1, the ``triton`` ServerConfig) is accepted;
+            fields of :data:`FIELDS`, replicas 0, the ``triton`` ServerConfig) is accepted;
             every other check, and its message, is the same.
 
     Raises:
@@ -1007,9 +1009,9 @@ def _scaling(spec: dict) -> tuple[int, int, int | None]:
 
 
 def _one_replica(kind: str, replicas: int) -> None:
-    """The gateway runs one copy of everything; several replicas arrive with experiments."""
-    if replicas != 1 and not _FOR_CLUSTER.get():
-        why = "replicas arrive with experiments" if replicas > 1 else "a resource scaled to zero is not served"
+    """The gateway runs at least one copy of everything (:mod:`tunesmith.gateway.replicas`)."""
+    if replicas < 1 and not _FOR_CLUSTER.get():
+        why = "a resource scaled to zero is not served"
         raise _Invalid("spec.replicas", f"not supported by the local gateway: {kind} replicas {replicas}: {why}")
 
 
@@ -1021,7 +1023,7 @@ def _build_model(name: str, spec: dict) -> Model:
         raise _Invalid("spec", "Can't have both explainer and llm in model spec.")
     model_type = _typed(spec.get("modelType"), "spec.modelType", "string")
     requirements = _strings(spec.get("requirements"), "spec.requirements") + ((model_type,) if model_type else ())
-    replicas, low, high = _scaling(spec)
+    replicas, _, _ = _scaling(spec)  # minReplicas, maxReplicas: refused (FIELDS)
     memory = _model_memory(spec.get("memory"))
     if not NAME_PATTERN.match(name):
         raise _Invalid(
@@ -1039,8 +1041,6 @@ def _build_model(name: str, spec: dict) -> Model:
         server=_typed(spec.get("server"), "spec.server", "string"),
         parameters=_model_parameters(spec.get("parameters")),
         replicas=replicas,
-        min_replicas=low,
-        max_replicas=high,
     )
 
 
@@ -1068,7 +1068,7 @@ def _model_parameters(value: Any) -> dict[str, str]:
 
 def _build_server(name: str, spec: dict) -> Server:
     server_config = _typed(_required(spec, "serverConfig"), "spec.serverConfig", "string")
-    replicas, low, high = _scaling(spec)
+    replicas, _, _ = _scaling(spec)  # minReplicas, maxReplicas: refused (FIELDS)
     _check_server_like_name("Server", name)
     _one_replica("Server", replicas)
     return Server(
@@ -1077,8 +1077,6 @@ def _build_server(name: str, spec: dict) -> Server:
         capabilities=_strings(spec.get("capabilities"), "spec.capabilities"),
         extra_capabilities=_strings(spec.get("extraCapabilities"), "spec.extraCapabilities"),
         replicas=replicas,
-        min_replicas=low,
-        max_replicas=high,
     )
 
 
@@ -1232,7 +1230,9 @@ def _servers(found: Manifests) -> dict[str, Server]:
 
 def _place_models(found: Manifests) -> None:
     """The scheduler's filters (``scheduler/pkg/scheduler/filters/``): the pinned ``server`` if
-    any, and every requirement among the server's capabilities (``serverrequirements.go``)."""
+    any, and every requirement among the server's capabilities (``serverrequirements.go``); then,
+    locally, a server with at least as many replicas as the model (``scheduler.go:
+    findAndUpdateToServers``; on a cluster a server may scale up, so that check is left to Seldon)."""
     servers = _servers(found)
     for model in found.models.values():
         candidates = [model.server] if model.server else list(servers)
@@ -1244,7 +1244,15 @@ def _place_models(found: Manifests) -> None:
                 "Failed to schedule model as no matching servers are available ("
                 + "; ".join(_mismatch(model, name, servers.get(name)) for name in candidates) + ")",
             )  # fmt: skip
-        found.placement[model.name] = fits[0]
+        enough = [name for name in fits if servers[name].replicas >= model.replicas]
+        if not enough and not _FOR_CLUSTER.get():
+            raise ManifestError(
+                found.file_of("Model", model.name), "spec.replicas",
+                "Failed to schedule model as no matching server had enough suitable replicas ("
+                + "; ".join(f"server {name}: {servers[name].replicas} replicas, model replicas {model.replicas}"
+                            for name in fits) + ")",
+            )  # fmt: skip
+        found.placement[model.name] = (enough or fits)[0]
 
 
 def _satisfies(model: Model, server: Server) -> bool:

@@ -22,6 +22,10 @@ metric                                             type       labels
 ``seldon_model_aggregate_infer_seconds_total``     counter    server, server_replica, method_type
 ``seldon_pipeline_step_infer_total``               counter    server, pipeline, step, code (LOCAL)
 ``seldon_pipeline_step_infer_seconds_total``       counter    server, pipeline, step, code (LOCAL)
+``tunesmith_replica_up``                           gauge      server_replica (LOCAL: 1 while its process runs)
+``tunesmith_replica_ready``                        gauge      server_replica (LOCAL: 1 while all its models are)
+``tunesmith_replica_retries_total``                counter    model, server_replica, reason (LOCAL)
+``tunesmith_replica_restarts_total``               counter    server_replica (LOCAL)
 ``seldon_experiment_infer_api_seconds``            histogram  experiment, arm, role, code (LOCAL)
 ``seldon_experiment_infer_total``                  counter    experiment, arm, role, method_type, code (LOCAL)
 ``seldon_experiment_infer_seconds_total``          counter    (as above) (LOCAL)
@@ -45,12 +49,19 @@ so a dashboard of failed steps would stay empty there.
 Everything lives in one :class:`prometheus_client.CollectorRegistry` per gateway, not the process
 default, so several gateways in one process (tests) do not collide, and ``/metrics`` shows only
 these. Go's client has no ``*_created`` series; they are switched off per registry below.
+
+``server_replica`` is the MLServer process that answered a model call (:mod:`.replicas`; ``"0"``
+with one replica). The ``tunesmith_replica_*`` families are the gateway's own (in a cluster,
+Kubernetes and envoy report these): ``reason`` of a retry is ``reset`` (no answer) or ``5xx``,
+and ``server_replica`` there is the replica that failed.
 """
 
 from __future__ import annotations
 
+import contextvars
+
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tunesmith.gateway.routing import MODEL_VERSION
 
@@ -59,7 +70,10 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5
 PIPELINE_SERVER = "pipeline-gateway"
 """The ``server`` label of the pipeline family (``NewPrometheusPipelineMetrics``)."""
 SERVER_REPLICA = "0"
-"""One replica per server locally."""
+"""The ``server_replica`` of a call no replica was chosen for, and of the only replica."""
+SERVING_REPLICA: contextvars.ContextVar[str] = contextvars.ContextVar("server_replica", default=SERVER_REPLICA)
+"""The replica the current request's model call went to, set by :class:`~tunesmith.gateway.replicas.ReplicaPool`
+in the caller's context, so the front ends' :meth:`GatewayMetrics.model_infer` labels it without passing it on."""
 
 _GO_CODE_NAMES = {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
 
@@ -133,6 +147,19 @@ class GatewayMetrics:
             step, registry=r,
         )
 
+        replica = ["server_replica"]
+        self._replica_up = Gauge("tunesmith_replica_up", "1 while the replica's MLServer process runs (local gateway)",
+                                 replica, registry=r)
+        self._replica_ready = Gauge("tunesmith_replica_ready",
+                                    "1 while every model placed on the replica is ready (local gateway)", replica, registry=r)
+        self._replica_retries = Counter(
+            "tunesmith_replica_retries", "Model calls sent again to another replica after this one failed (local gateway)",
+            ["model", "server_replica", "reason"], registry=r,
+        )
+        self._replica_restarts = Counter(
+            "tunesmith_replica_restarts", "Restarts of the replica's MLServer process (local gateway)", replica, registry=r
+        )
+
         arm = ["experiment", "arm", "role", "method_type", "code"]
         self._experiment_api = Histogram(
             "seldon_experiment_infer_api_seconds", "A histogram of latencies per experiment arm (local gateway)",
@@ -162,16 +189,29 @@ class GatewayMetrics:
         """One model call, from a caller or a pipeline step (``AddModelInferMetrics`` and the histogram)."""
         internal = f"{model}_{MODEL_VERSION}"
         method = "post" if method_type == "rest" else "grpc"
-        self._model_api.labels(server, SERVER_REPLICA, method, code).observe(seconds)
-        self._model_total.labels(server, SERVER_REPLICA, model, internal, method_type, code).inc()
-        self._model_seconds.labels(server, SERVER_REPLICA, model, internal, method_type, code).inc(seconds)
-        self._model_aggregate_total.labels(server, SERVER_REPLICA, method_type).inc()
-        self._model_aggregate_seconds.labels(server, SERVER_REPLICA, method_type).inc(seconds)
+        replica = SERVING_REPLICA.get()
+        self._model_api.labels(server, replica, method, code).observe(seconds)
+        self._model_total.labels(server, replica, model, internal, method_type, code).inc()
+        self._model_seconds.labels(server, replica, model, internal, method_type, code).inc(seconds)
+        self._model_aggregate_total.labels(server, replica, method_type).inc()
+        self._model_aggregate_seconds.labels(server, replica, method_type).inc(seconds)
 
     def step_infer(self, pipeline: str, step: str, seconds: float, code: str) -> None:
         """One model call made by a pipeline step (LOCAL family)."""
         self._step_total.labels(PIPELINE_SERVER, pipeline, step, code).inc()
         self._step_seconds.labels(PIPELINE_SERVER, pipeline, step, code).inc(seconds)
+
+    def replica_state(self, replica: str, up: bool, ready: bool) -> None:
+        """A replica's process is running (``up``) and has every model it holds in rotation (``ready``)."""
+        self._replica_up.labels(replica).set(int(up))
+        self._replica_ready.labels(replica).set(int(ready))
+
+    def replica_retry(self, model: str, replica: str, reason: str) -> None:
+        """A call to ``model`` that failed on ``replica`` (``reset`` or ``5xx``) and is sent to another."""
+        self._replica_retries.labels(model, replica, reason).inc()
+
+    def replica_restart(self, replica: str) -> None:
+        self._replica_restarts.labels(replica).inc()
 
     def experiment_infer(self, experiment: str, arm: str, role: str, method_type: str, seconds: float,
                          code: str) -> None:

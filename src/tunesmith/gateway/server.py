@@ -2,7 +2,7 @@
 
     tunesmith gateway --manifests manifests --models models --http-port 8080 --grpc-port 8081
 
-What a Seldon installation spreads over a cluster runs here as one process and one child:
+What a Seldon installation spreads over a cluster runs here as one process and its children:
 
 1. the manifests are loaded and checked (:mod:`.manifests`); a bad one stops everything with
    Seldon's message and exit code 2, before anything starts;
@@ -11,15 +11,18 @@ What a Seldon installation spreads over a cluster runs here as one process and o
 3. one MLServer serves that repository on free internal ports
    (:class:`tunesmith.serving.launcher.Server`, the hardened entry point of
    :mod:`tunesmith.serving.mlserver_main`; settings, log and pid in ``.run/<name>-mlserver/``,
-   so ``tunesmith stop`` stops it too); it is tied to this process and ends with it;
+   so ``tunesmith stop`` stops it too); it is tied to this process and ends with it. Models with
+   ``replicas: N`` get N MLServer processes (:mod:`.replicas`: replica i in ``.run/<name>-mlserver-<i>/``
+   serves ``.run/<name>/repo-<i>``), balanced, health-checked and restarted when they die;
 4. the gateway answers at once on ``--http-port`` (:mod:`.app`) and ``--grpc-port``
    (:mod:`.grpc_service`), in one asyncio event loop: while MLServer loads its models, pipelines
    report 424 (not ready) and model calls 503, as in Seldon while ``ModelsReady`` is false.
 
-Ctrl-C, SIGTERM and SIGHUP stop the HTTP server, the gRPC server and MLServer together; if MLServer
-exits on its own, the gateway stops too (exit code 1) and shows the end of MLServer's log.
-``--metrics-port`` is MLServer's own Prometheus port, as with ``tunesmith serve``; the gateway's
-Seldon metrics are at ``/metrics`` on the HTTP port.
+Ctrl-C, SIGTERM and SIGHUP stop the HTTP server, the gRPC server and every MLServer together. An
+MLServer that is killed or crashes is restarted (its models reload, and it rejoins when they are
+ready); one that is stopped on purpose (``make stop``) stops the gateway too (exit code 1).
+``--metrics-port`` is the first MLServer's own Prometheus port, as with ``tunesmith serve``; the
+gateway's Seldon metrics are at ``/metrics`` on the HTTP port.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,10 +43,10 @@ import uvicorn
 
 from tunesmith import paths
 from tunesmith.gateway import app as rest
-from tunesmith.gateway import grpc_service, manifests, storage
+from tunesmith.gateway import grpc_service, manifests, replicas
 from tunesmith.gateway.metrics import GatewayMetrics
+from tunesmith.gateway.replicas import Replica, ReplicaPool
 from tunesmith.gateway.resources import REQUEST_TIMEOUT_S, Resources
-from tunesmith.gateway.upstream import Upstream, UpstreamError
 from tunesmith.serving import request_guards
 from tunesmith.serving.launcher import DEFAULT_SETTINGS, Server, ServerError, free_port, port_in_use
 from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, end_when_gone, lock_ports, stop_on_signals
@@ -51,7 +54,7 @@ from tunesmith.serving.lifetime import PortTaken, Stopped, command_line, end_whe
 READY_TIMEOUT_S = 300.0
 """How long MLServer may take to load the models before the gateway reports what is missing."""
 WATCH_INTERVAL_S = 1.0
-"""How often the gateway checks that MLServer still runs."""
+"""How often the gateway looks whether the models have settled, until it has announced them."""
 
 
 def _loop_factory():
@@ -83,7 +86,7 @@ class _HttpServer(uvicorn.Server):
 
 
 class Gateway:
-    """One gateway: its manifests, its MLServer child, and its HTTP and gRPC servers.
+    """One gateway: its manifests, its MLServer children (one per replica), and its HTTP and gRPC servers.
 
     Args:
         manifests_dir: folder of Seldon manifests (``*.yaml``).
@@ -121,16 +124,22 @@ class Gateway:
         self.grpc_port = grpc_port
         self.request_timeout_s = request_timeout_s
         self.repo = paths.RUN / name / "repo"
-        self.mlserver = Server(  # its own run folder: MLServer finds every model-settings.json below it
-            models_dir=self.repo,
-            settings_file=settings_file,
-            name=f"{name}-mlserver",
-            host="127.0.0.1",
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=metrics_port or free_port(),
-            bound_to_parent=True,
-        )
+        self.layout = replicas.layout(self.manifests)
+        self.servers = [
+            Server(  # its own run folder: MLServer finds every model-settings.json below it
+                models_dir=self.repo if index == 0 else self.repo.with_name(f"{self.repo.name}-{index}"),
+                settings_file=settings_file,
+                name=replicas.run_name(name, index),
+                host="127.0.0.1",
+                http_port=free_port(),
+                grpc_port=free_port(),
+                metrics_port=(metrics_port if index == 0 else None) or free_port(),
+                bound_to_parent=True,
+            )
+            for index in range(len(self.layout))
+        ]
+        self.mlserver = self.servers[0]
+        """Replica 0: it serves every Model."""
         self._stop: asyncio.Event | None = None
         self.exit_code = 0
 
@@ -193,8 +202,13 @@ class Gateway:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
         limit, limit_source = self._request_limit()
-        upstream = Upstream(self.mlserver.http_url, self.mlserver.grpc_address, limit)
-        resources = Resources(self.manifests, upstream, GatewayMetrics(), request_timeout_s=self.request_timeout_s)
+        metrics = GatewayMetrics()
+        upstream = ReplicaPool(
+            [Replica(i, server, frozenset(models)) for i, (server, models) in enumerate(zip(self.servers, self.layout))],
+            limit, metrics, on_stopped=self._on_replica_stopped,
+        )
+        upstream.start()
+        resources = Resources(self.manifests, upstream, metrics, request_timeout_s=self.request_timeout_s)
         app = rest.create_app(resources, max_body_bytes=limit, limit_source=limit_source, host=self.host)
         # 65 s keep-alive, as Seldon's pipeline gateway (``httpserver.go``: ``IdleTimeout``)
         http = _HttpServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -209,6 +223,9 @@ class Gateway:
         watch = asyncio.create_task(self._watch(upstream))
         print(f"gateway on {self.http_url} (gRPC {self.grpc_address}); MLServer loading on {self.mlserver.http_url} "
               f"(log: {self.mlserver.log_path}); requests up to {limit} bytes", flush=True)
+        for index, (server, models) in enumerate(zip(self.servers[1:], self.layout[1:]), start=1):
+            print(f"MLServer replica {index} loading on {server.http_url} (log: {server.log_path}): "
+                  f"{', '.join(models)}", flush=True)
         if self.host not in request_guards.LOOPBACK_HOSTS:
             print(f"listening on {self.host}: other machines can reach this gateway", file=sys.stderr, flush=True)
         try:
@@ -223,53 +240,43 @@ class Gateway:
         print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
         self._stop.set()
 
-    async def _watch(self, upstream: Upstream) -> None:
-        """Report the models once MLServer has settled on each (ready or failed); stop if MLServer exits."""
-        process = self.mlserver.process
+    def _on_replica_stopped(self, replica: Replica) -> None:
+        """A replica's MLServer was stopped on purpose (``make stop``): the gateway stops, exit code 1."""
+        print(replica.server.log_tail(), file=sys.stderr, flush=True)
+        self.exit_code = 1
+        self._stop.set()
+
+    async def _watch(self, pool: ReplicaPool) -> None:
+        """Report the models once every replica has settled on each (ready or failed)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        announced = False
-        while True:
-            if process is not None and process.poll() is not None:
-                print(f"MLServer exited with code {process.returncode}; stopping the gateway.\n"
-                      f"{self.mlserver.log_tail()}", file=sys.stderr, flush=True)
-                self.exit_code = 1
-                self._stop.set()
-                return
-            if not announced and (await self._settled(upstream) or time.monotonic() > deadline):
-                announced = True
-                report = await asyncio.to_thread(self._report)
-                pipelines = ", ".join(sorted(self.manifests.pipelines)) or "none"
-                print(f"{report}\nready: {self.http_url}/v2/models/<model>/infer, "
-                      f"{self.http_url}/v2/pipelines/<pipeline>/infer (pipelines: {pipelines}); "
-                      f"metrics: {self.http_url}/metrics", flush=True)
-            await asyncio.sleep(WATCH_INTERVAL_S if announced else 0.3)
+        while not (pool.settled() or time.monotonic() > deadline):
+            await asyncio.sleep(0.3)
+        reports = [await asyncio.to_thread(self._report, server) for server in self.servers]
+        if len(reports) > 1:
+            reports = [f"replica {index}:\n{report}" for index, report in enumerate(reports)]
+        pipelines = ", ".join(sorted(self.manifests.pipelines)) or "none"
+        print("\n".join(reports) + f"\nready: {self.http_url}/v2/models/<model>/infer, "
+              f"{self.http_url}/v2/pipelines/<pipeline>/infer (pipelines: {pipelines}); "
+              f"metrics: {self.http_url}/metrics", flush=True)
 
-    async def _settled(self, upstream: Upstream) -> bool:
-        """Whether every Model is READY or UNAVAILABLE in MLServer's repository index (not loading)."""
+    @staticmethod
+    def _report(server: Server) -> str:
         try:
-            reply = await upstream.request("POST", "/v2/repository/index", body=b"{}",
-                                           headers={"content-type": "application/json"}, timeout_s=5)
-            states = {m.get("name"): m.get("state") for m in json.loads(reply.body)} if reply.status == 200 else {}
-        except (UpstreamError, ValueError, AttributeError):
-            return False
-        return all(states.get(name) in ("READY", "UNAVAILABLE") for name in self.manifests.models)
-
-    def _report(self) -> str:
-        try:
-            return self.mlserver.report()
+            return server.report()
         except Exception as exc:  # noqa: BLE001 - a report is a courtesy; serving goes on without it
             return f"  (no model list: {exc})"
 
     # -- whole life -------------------------------------------------------------------------------
     def run(self) -> int:
-        """Build the repository, start MLServer, serve until stopped, stop MLServer. Returns an exit code."""
+        """Build the repositories, start the MLServers, serve until stopped, stop them. Returns an exit code."""
         stop_on_signals()  # until the event loop takes the signals over
         locks, http_socket = [], None
         try:
             self._check_name_is_free()
             locks, http_socket = self._claim_ports()
-            storage.build_repository(self.manifests, self.repo, models_dir=self.models_dir)
-            self.mlserver.start(wait=False)
+            replicas.build_repositories(self.manifests, self.repo, models_dir=self.models_dir)
+            for server in self.servers:
+                server.start(wait=False)
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(self.serve(http_socket))
         except (manifests.ManifestError, FileExistsError) as exc:
@@ -281,10 +288,18 @@ class Gateway:
         except (KeyboardInterrupt, Stopped) as exc:
             print(f"stopping ({exc or type(exc).__name__})", file=sys.stderr)
         finally:
-            if self.mlserver.process is not None:  # never a server this gateway did not start
-                self.mlserver.stop()
+            self._stop_servers()
             _release(locks, http_socket)
         return self.exit_code
+
+    def _stop_servers(self) -> None:
+        """Stop every replica this gateway started, at the same time (each may take seconds to end its workers)."""
+        started = [server for server in self.servers if server.process is not None]  # never one it did not start
+        threads = [threading.Thread(target=server.stop) for server in started]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _check_name_is_free(self) -> None:
         """Refuse to start when another gateway runs under the same name: its repository would be rebuilt."""

@@ -14,7 +14,9 @@ benchmark measures what that costs for a full tune, with the very model folder t
 * the style classifier's throughput (recordings per second, one 10 s recording per request) with
   batching off and on;
 * from stage 3, the gateway: what its hop adds to a call, and the ``studio`` pipeline against a
-  client calling the same models one by one (:mod:`tunesmith.workshop.bench_gateway`).
+  client calling the same models one by one (:mod:`tunesmith.workshop.bench_gateway`);
+* the generator with 1 and 2 replicas behind the gateway, and a replica killed under load
+  (:mod:`tunesmith.workshop.bench_replicas`).
 
 Goals on 2 cores: REST p50 within 1.10x of in-process and at most 0.5 s; batching on at least 2.5x
 the throughput of batching off at 16 clients. The numbers are printed as tables; nothing here
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, help="models folder (default: the finished platform, built fresh)")
     parser.add_argument("--per-client", type=int, default=4, help="requests per client in the throughput tables")
     parser.add_argument("--skip-latency", action="store_true", help="only the batching and workers tables")
-    parser.add_argument("--skip-gateway", action="store_true", help="leave out the gateway's hop and pipeline tables")
+    parser.add_argument("--skip-gateway", action="store_true", help="leave out the gateway's hop, pipeline and replica tables")
     args = parser.parse_args(argv)
 
     models = args.models
@@ -240,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         from tunesmith.workshop.bench_gateway import gateway_tables
 
         gateway_tables(models, models.parent / "manifests")
+        from tunesmith.workshop.bench_replicas import replica_tables
+
+        replica_tables(models)
 
     if not args.skip_latency:
         latency_tables(models, model_dir, args)
