@@ -31,6 +31,12 @@ This module is the frame: the title, the server status line, the section radio a
 options. Each section (tab) is a module of :mod:`app.sections` registered in :data:`TABS`, so a later
 stage adds a section by writing a module and appending it there; what sections share is in
 :mod:`app.common`.
+
+The app grows with the workshop: a section module declares the models it needs (``NEEDS``), and the
+radio offers a section only once the server has all of them loaded, so a stage-1 learner sees a
+stage-1 app. The page answers at once, also while the server is still starting: the status line says
+so, and the app checks again every few seconds until the server answers and nothing is loading; after
+that it keeps looking (less often) for models loaded later, e.g. by a notebook of the next stage.
 """
 
 from __future__ import annotations
@@ -64,7 +70,14 @@ MODELS = (GENERATOR, SYNTHESIZER)
 LATER_MODELS = (TRANSCRIBER, EFFECTS, CLASSIFIER)
 """Models of later stages: named in the status line once the server has them."""
 RECHECK_S = 3.0
-"""Seconds between status checks while a Seldon endpoint's models are loading."""
+"""Seconds between status checks while the server is starting or its models are loading."""
+STARTING_ENV = "TUNESMITH_SERVER_STARTING"
+"""Set to 1 by a launcher that opens the UI before the server answers (``tunesmith up``): until the
+server first answers, the status line then says it is starting rather than not running."""
+STARTING = "The inference server at {url} is starting… The sections appear as their models become ready."
+WATCH_S = 15.0
+"""Seconds between status checks while some section waits for a model nobody is loading yet (a
+learner's next notebook may load it): rare enough to cost nothing, often enough to notice."""
 CSS = """
 .notation svg { width: 100%; height: auto; }
 .status-line p { margin: 0; }
@@ -88,29 +101,48 @@ def server_status(server_url: str, seldon: bool | None = None) -> str:
     return _status(server_url, seldon)[0]
 
 
-def _status(server_url: str, seldon: bool | None = None) -> tuple[str, bool]:
-    """:func:`server_status`'s line, and whether models are still loading (worth checking again soon)."""
+def _status(server_url: str, seldon: bool | None = None) -> tuple[str, bool, list[str]]:
+    """:func:`server_status`'s line, whether it is worth checking again soon (the server is not up yet,
+    or models are still loading), and the labels of the sections whose models are all ready."""
     client = MusicClient(server_url, timeout=5, seldon=seldon)
     try:
         if client.seldon:
-            return _seldon_status(client)
+            line, loading, ready = _seldon_status(client)
+            return line, loading, shown_sections(client, ready)
         if not client.live():
-            return str(ServerUnavailable(server_url)), False
-        known = {m["name"] for m in client.models()}
+            return str(ServerUnavailable(server_url)), True, shown_sections(client, set())
+        listed = client.models()
+        known = {m["name"] for m in listed}
         names = list(MODELS) + [name for name in LATER_MODELS if name in known]
         ready = {name: client.model_ready(name) for name in names}
         states = ", ".join(f"`{name}` {'ready' if ok else '**not loaded**'}" for name, ok in ready.items())
         line = f"Inference server at {server_url} is running: {states}."
         if not all(ready.values()):
             line += " Run the notebook that writes the missing model's folder, then restart `make serve`."
-        return line, False
+        loaded = {m["name"] for m in listed if m.get("state") == "READY"}
+        loading = any(m.get("state") in ("LOADING", "REGISTERED") for m in listed)
+        return line, loading, shown_sections(client, loaded)
     except ClientError as exc:
-        return str(exc), False
+        return str(exc), False, shown_sections(client, set())
     finally:
         client.close()
 
 
-def _seldon_status(client: MusicClient) -> tuple[str, bool]:
+def starting_from_env() -> bool:
+    """Whether the launcher said the server is still starting (:data:`STARTING_ENV`)."""
+    return os.environ.get(STARTING_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def shown_sections(client: MusicClient, ready: set[str]) -> list[str]:
+    """The labels of the sections whose ``NEEDS`` are all among the ``ready`` models, in order.
+
+    A need is a model's plain name (``tune-generator``); talking Seldon it is looked up under the
+    Seldon Model that serves it (``tune-generator-v2``, see :func:`tunesmith.serving.client.seldon_name`).
+    """
+    return [label for label, _ in TABS if all(client.model_name(need) in ready for need in NEEDS[label])]
+
+
+def _seldon_status(client: MusicClient) -> tuple[str, bool, set[str]]:
     """The status line of a Seldon endpoint: its models by state, then its pipelines.
 
     The gateway answers while MLServer behind it is still loading, so "loading" is a normal state
@@ -120,10 +152,10 @@ def _seldon_status(client: MusicClient) -> tuple[str, bool]:
     try:
         models = client.models()
     except ServerUnavailable as exc:
-        return str(exc), False
-    except ClientError:  # a cluster's mesh has no listing: say what can be known
+        return str(exc), True, set()
+    except ClientError:  # a cluster's mesh has no listing: offer every section, each says what is missing
         return (f"Seldon endpoint at {url}: " + ("answering" if client.live() else "not answering")
-                + " (it lists no models; `seldon model status` does on a cluster)."), False
+                + " (it lists no models; `seldon model status` does on a cluster)."), False, EVERY_MODEL
     ready = [m["name"] for m in models if m["state"] == "READY"]
     failed = [m for m in models if m["state"] == "UNAVAILABLE" and m.get("reason")]
     loading = [m["name"] for m in models if m["name"] not in ready and m not in failed]
@@ -145,14 +177,26 @@ def _seldon_status(client: MusicClient) -> tuple[str, bool]:
     if pipelines:
         line += " Pipelines: " + ", ".join(
             f"`{p['name']}` {'ready' if p.get('ready') else '**not ready**'}" for p in pipelines) + "."
-    return line, bool(loading)
+    return line, bool(loading), set(ready)
 
 
-TABS: list[tuple[str, Callable[[AppContext], None]]] = [
-    (section.LABEL, section.build) for section in (compose, hum, effects, classify, studio, listen, monitor)
-]
+SECTIONS = (compose, hum, effects, classify, studio, listen, monitor)
+"""The section modules, in the order they are shown."""
+TABS: list[tuple[str, Callable[[AppContext], None]]] = [(section.LABEL, section.build) for section in SECTIONS]
 """The app's tabs, in order: a label and the function that builds the tab's contents (one module
 of :mod:`app.sections` each)."""
+NEEDS: dict[str, tuple[str, ...]] = {section.LABEL: tuple(getattr(section, "NEEDS", ())) for section in SECTIONS}
+"""The models each section needs loaded before it is offered (a section without ``NEEDS`` is always offered)."""
+
+
+class _EveryModel(set):
+    """Stands for "every model" where a listing is missing (a cluster's mesh): every section is offered."""
+
+    def __contains__(self, name) -> bool:
+        return True
+
+
+EVERY_MODEL = _EveryModel()
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -208,27 +252,44 @@ def build_app(server_url: str | None = None, seldon: bool | None = None) -> gr.B
         # (gradio issue 13198, fixed in 6.16), and MLServer 1.7.1's fastapi pin holds gradio at 6.15.
         # Every section is rendered once at load and shown or hidden in the browser: no server
         # round trip, so a switch never waits behind a tune being composed.
-        section = gr.Radio([label for label, _ in TABS], value=TABS[0][0], show_label=False, container=False,
+        # At first only the sections that need no model: the page-load check offers the others.
+        section = gr.Radio([label for label, _ in TABS if not NEEDS[label]], value=TABS[0][0], show_label=False, container=False,
                            elem_id="sections", elem_classes=["sections"])
         for label, build_tab in TABS:
             with gr.Column(elem_id=section_id(label)):
                 build_tab(ctx)
         section.change(None, section, None, js=SHOW_SECTION_JS, api_visibility="private")
 
-        def check():
-            return server_status(ctx.server_url, ctx.seldon)
+        answered = {"yet": not starting_from_env()}  # until the server first answers, "not running" means "starting"
 
-        # While a Seldon endpoint's models load (``make up`` opens the UI before they are ready),
-        # the status line checks again every few seconds, and stops once nothing is loading.
+        def said(line: str) -> str:
+            if line.startswith(("Inference server at", "Seldon endpoint at")):
+                answered["yet"] = True
+            elif not answered["yet"] and line == str(ServerUnavailable(ctx.server_url)):
+                return STARTING.format(url=ctx.server_url)
+            return line
+
+        def check():
+            return said(server_status(ctx.server_url, ctx.seldon))
+
+        # The page answers before the server does (``make up`` opens the UI while the server starts):
+        # the status line and the sections on offer are checked again every few seconds while the
+        # server is starting or loading, then every WATCH_S while a section still waits for a model.
         recheck = gr.Timer(RECHECK_S, active=False)
 
-        def check_and_recheck():
-            line, loading = _status(ctx.server_url, ctx.seldon)
-            return line, gr.Timer(active=loading)
+        def check_and_recheck(shown: str):
+            line, soon, labels = _status(ctx.server_url, ctx.seldon)
+            line = said(line)
+            waiting = len(labels) < len(TABS)
+            timer = gr.Timer(RECHECK_S if soon else WATCH_S, active=soon or waiting)
+            value = shown if shown in labels else labels[0] if labels else None
+            return line, timer, gr.Radio(choices=labels, value=value)
 
-        demo.load(check_and_recheck, None, [status, recheck], api_visibility="private")
-        recheck.tick(check_and_recheck, None, [status, recheck], api_visibility="private")
+        demo.load(check_and_recheck, section, [status, recheck, section], api_visibility="private")
+        recheck.tick(check_and_recheck, section, [status, recheck, section], api_visibility="private",
+                     show_progress="hidden")
         refresh.click(check, None, status, api_name="status")
+        refresh.click(check_and_recheck, section, [status, recheck, section], api_visibility="private")
     demo.server_url = ctx.server_url
     demo.seldon = ctx.seldon
     return demo

@@ -11,6 +11,8 @@ from app.common import AUDIO_SOURCES, AppContext, audio_bytes, no_audio_message,
 from tunesmith.serving.client import ClientError, MusicClient
 
 LABEL = "Classify"
+NEEDS = ("style-classifier",)
+"""Models that must be loaded before the app offers this section."""
 
 
 def classify(server_url: str, recording: str | None, *, seldon: bool | None = None):

@@ -18,6 +18,8 @@ from tunesmith.audio.plots import spectrogram
 from tunesmith.serving.client import ClientError, MusicClient
 
 LABEL = "Effects"
+NEEDS = ("audio-fx",)
+"""Models that must be loaded before the app offers this section."""
 EFFECT_NAMES = tuple(PARAM_RANGES)
 """The effect settings, in the order of the chain (and of the ``/effects`` endpoint's arguments)."""
 

@@ -25,6 +25,8 @@ from tunesmith.music.notation import notation_html
 from tunesmith.serving.client import GENERATOR, ClientError, MusicClient
 
 LABEL = "Hum to tune"
+NEEDS = ("transcriber", "tune-generator", "synthesizer")
+"""Models that must be loaded before the app offers this section."""
 
 
 def notes_summary(heard: dict, abc: str) -> str:

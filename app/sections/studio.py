@@ -23,6 +23,9 @@ from tunesmith.serving.client import (
 )
 
 LABEL = "Studio"
+NEEDS = ("tune-critic", "synthesizer")
+"""Models that must be loaded before the app offers this section (the pipeline itself is checked
+when it is called: a plain MLServer serves none, and the section says so)."""
 WINNER, LOST = "winner", "lost"
 COLOURS = {WINNER: "#ea580c", LOST: "#9ca3af"}
 

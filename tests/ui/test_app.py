@@ -86,6 +86,37 @@ def test_status_names_the_loaded_models(app_module, ui_server):
     assert "`tune-generator` ready" in status and "`synthesizer` ready" in status
 
 
+def test_sections_wait_for_their_models(app_module, closed_url):
+    """A stage-1 server gets a stage-1 app; a section appears once every model it needs is loaded."""
+    from tunesmith.serving.client import MusicClient
+
+    client = MusicClient(closed_url)
+    assert app_module._status(closed_url)[1:] == (True, ["Compose"])  # not up yet: check again soon
+    assert app_module.shown_sections(client, {"tune-generator", "synthesizer"}) == ["Compose"]
+    stage_2 = {"tune-generator", "synthesizer", "audio-fx", "transcriber", "style-classifier"}
+    assert app_module.shown_sections(client, stage_2) == ["Compose", "Hum to tune", "Effects", "Classify"]
+    seldon = MusicClient(closed_url, seldon=True)  # Seldon names each generator version as a Model
+    assert "Hum to tune" in app_module.shown_sections(seldon, {"tune-generator-v2", "synthesizer", "transcriber"})
+
+
+def test_a_server_not_up_yet_is_starting_when_the_launcher_says_so(app_module, closed_url, monkeypatch):
+    """`tunesmith up` opens the UI before the server answers: the page answers at once and says so."""
+    monkeypatch.setenv(app_module.STARTING_ENV, "1")
+    with launched(app_module, closed_url) as url:
+        status = Client(url, verbose=False).predict(api_name="/status")
+    assert status == app_module.STARTING.format(url=closed_url)
+
+
+@pytest.mark.server
+def test_the_sections_of_the_loaded_models_are_offered(app_module, ui_server):
+    from tunesmith.serving.client import MusicClient
+
+    line, soon, labels = app_module._status(ui_server.http_url)
+    served = {m["name"] for m in MusicClient(ui_server.http_url).models() if m["state"] == "READY"}
+    assert labels == [label for label, _ in app_module.TABS if set(app_module.NEEDS[label]) <= served], line
+    assert {"Compose", "Hum to tune", "Effects", "Classify", "Studio"} <= set(labels) and not soon, line
+
+
 @pytest.mark.server
 def test_bad_request_shows_the_servers_message(app_module, ui_server):
     with launched(app_module, ui_server.http_url) as url:
