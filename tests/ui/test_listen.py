@@ -219,23 +219,17 @@ class AppProcess:
 
 @pytest.fixture()
 def app_process(ui_server, tmp_path):
-    started = []
-
-    def start() -> AppProcess:
-        started.append(AppProcess(ui_server.http_url, tmp_path / "votes", tmp_path / "app.log"))
-        return started[-1]
-
-    yield start
-    for app in started:
-        app.kill()
+    """The app in a process of its own on ``tmp_path / "votes"``, killed at the end if the test did not."""
+    app = AppProcess(ui_server.http_url, tmp_path / "votes", tmp_path / "app.log")
+    yield app
+    app.kill()
 
 
 PATIENT = {"timeout": 300}
 """httpx settings of the test's clients: 32 at once on two cores wait their turn, they do not give up."""
 
 
-def _listen_and_vote(url: str, index: int) -> tuple[str, str]:
-    client = Client(url, verbose=False, download_files=False, httpx_kwargs=PATIENT)
+def _listen_and_vote(client: Client, index: int) -> tuple[str, str]:
     round_id, *clips = client.predict(api_name="/listen_round")
     choice = random.Random(index).choice(["A", "B", "C"][: sum(bool(c) for c in clips)] + ["can't tell"])
     return round_id, client.predict(round_id, choice, api_name="/vote")
@@ -243,28 +237,31 @@ def _listen_and_vote(url: str, index: int) -> tuple[str, str]:
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_no_vote_is_lost_to_32_voters_at_once_nor_to_sigkill(app_process, tmp_path):
-    """32 listeners at once through the real app; the app is killed with SIGKILL right after the last
-    answer; a new app on the same folder counts every vote, and a round served before the kill
-    still takes its vote after it."""
-    app = app_process()
+def test_no_vote_is_lost_to_32_voters_at_once_nor_to_sigkill(app_module, app_process, ui_server, tmp_path,
+                                                             monkeypatch):
+    """32 listeners at once through the real app, which is then killed with SIGKILL right after the
+    last answer: every vote is in the store, and a round served before the kill still takes its vote
+    in an app started afterwards on the same folder."""
     with ThreadPoolExecutor(VOTERS) as pool:
-        answers = list(pool.map(lambda i: _listen_and_vote(app.url, i), range(VOTERS)))
-    late = Client(app.url, verbose=False, download_files=False, httpx_kwargs=PATIENT)
-    late_round, *late_clips = late.predict(api_name="/listen_round")
-    app.kill()
+        clients = list(pool.map(lambda _: Client(app_process.url, verbose=False, download_files=False,
+                                                 httpx_kwargs=PATIENT), range(VOTERS + 1)))
+        answers = list(pool.map(_listen_and_vote, clients[:VOTERS], range(VOTERS)))
+    late_round = clients[-1].predict(api_name="/listen_round")[0]
+    app_process.kill()
+    store = VoteStore(tmp_path / "votes")
+    counted = store.total()
 
-    app = app_process()
-    client = Client(app.url, verbose=False)
-    before = client.predict(api_name="/listen_results")
-    reveal = client.predict(late_round, "A", api_name="/vote")
-    after = client.predict(api_name="/listen_results")
-    rows = list(csv.DictReader(open(VoteStore(tmp_path / "votes").export_csv(tmp_path / "votes.csv"))))
+    monkeypatch.setenv(VOTES_ENV, str(tmp_path / "votes"))
+    with launched(app_module, ui_server.http_url) as url:
+        client = Client(url, verbose=False)
+        reveal = client.predict(late_round, "A", api_name="/vote")
+        after = client.predict(api_name="/listen_results")
+    rows = list(csv.DictReader(open(store.export_csv(tmp_path / "votes.csv"), encoding="utf-8")))
     assert all(text.startswith("Counted") for _, text in answers), answers
     assert len({round_id for round_id, _ in answers}) == VOTERS
-    assert before["total"] == VOTERS and before["listeners"] == VOTERS
+    assert counted == VOTERS
     assert reveal.startswith("Counted"), reveal
-    assert after["total"] == VOTERS + 1 and len(rows) == VOTERS + 1
+    assert after["total"] == VOTERS + 1 and len(rows) == VOTERS + 1 and after["listeners"] == VOTERS + 1
     assert set(after["arms"]) == {"tune-generator-v1", "tune-generator-v2"}
     assert {rows[0][f"clip_{letter}"] for letter in "ABC"} == set(ARMS)
 

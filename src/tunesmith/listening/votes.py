@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from tunesmith import paths
-from tunesmith.listening.stats import REAL, Judgement
+from tunesmith.listening.stats import Judgement
 
 VOTES_ENV = "TUNESMITH_VOTES_DIR"
 DEFAULT_DIR = paths.DATA / "votes"
