@@ -24,6 +24,10 @@ tell". From those:
   Strengths are reported relative to the real tune (real = 1).
 
 "Can't tell" votes count in the totals and in no rate: they favour no clip.
+
+One caveat: the app lets up to ten listeners judge the same clip set, so votes on one set share its
+tunes and are not fully independent; with many sets the intervals are close, with few they are too
+narrow (resampling whole clip sets would be the stricter bootstrap).
 """
 
 from __future__ import annotations
