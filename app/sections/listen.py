@@ -30,7 +30,17 @@ import gradio as gr
 from app.common import AppContext
 from tunesmith.listening.rounds import CRITIC, discover_arms, make_clip_set
 from tunesmith.listening.stats import REAL, format_table, summary
-from tunesmith.listening.votes import CANT_TELL, CHOICES, LETTERS, Counted, Round, VoteError, VoteStore, listener_id
+from tunesmith.listening.votes import (
+    CANT_TELL,
+    CHOICES,
+    LETTERS,
+    Counted,
+    Round,
+    VoteError,
+    VoteStore,
+    default_folder,
+    listener_id,
+)
 from tunesmith.serving.client import GENERATOR, SYNTHESIZER, ClientError, MusicClient
 
 LABEL = "Listen"
@@ -65,8 +75,6 @@ def _store(folder: str | None) -> VoteStore:
 
 def votes_store() -> VoteStore:
     """The votes of ``$TUNESMITH_VOTES_DIR`` (else ``data/votes/``), opened on first use."""
-    from tunesmith.listening.votes import default_folder
-
     return _store(str(default_folder()))
 
 
