@@ -117,7 +117,7 @@ eval: setup ## Print quality tables: both generator versions, the transcriber, t
 votes: setup ## Print the listening test's statistics and write every vote to build/votes.csv
 	$(PY) -m tunesmith.listening.votes --csv build/votes.csv
 
-bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier), worker, gateway and replica tables
+bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier), worker, gateway, replica and mirror tables
 	$(TUNESMITH) bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)

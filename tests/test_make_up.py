@@ -114,6 +114,10 @@ def assert_all_gone(ports: dict[str, str], names: list[str]) -> None:
         assert not (paths.RUN / name / "pid").exists(), f".run/{name}/pid outlived the launcher"
 
 
+EXPERIMENTS = {"generators-ab", "generators-canary", "generators-shadow", "studios-ab"}
+"""The Experiments notebook 3.4 writes."""
+
+
 def composed(client, tmp_path, *args, **kwargs):
     message, abc, notation, audio, *_ = client.predict(*args, api_name="/compose", **kwargs)
     assert "<svg" in notation, message
@@ -173,6 +177,11 @@ def test_make_up_serves_the_platform_through_the_gateway(tmp_path):
         assert message.endswith("Answered by `tune-generator-v2` (route `:tune-generator-v2_1:`)."), message
         message, _ = composed(client, tmp_path, "a reel in G", seed=7, target="v1")
         assert message.endswith("Answered by `tune-generator-v1` (route `:tune-generator-v1_1:`)."), message
+        listed = requests.get(gateway + "/v2/experiments", timeout=10).json()["experiments"]
+        assert {e["name"] for e in listed} == EXPERIMENTS, listed  # notebook 3.4's, served with the rest
+        message, _ = composed(client, tmp_path, "a reel in G", seed=7, target="experiment:generators-ab")
+        assert re.search(r"Through experiment `generators-ab`: Answered by `tune-generator-v[12]` "
+                         r"\(route `:tune-generator-v[12]_1:`\)\.$", message), message
 
         message, abc, notation, audio, scores, report = client.predict("a lively jig in D", 7, 8, api_name="/studio")
         assert message.startswith("The critic chose **"), message

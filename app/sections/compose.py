@@ -2,8 +2,9 @@
 
 Its button is the ``/compose`` API endpoint; a link such as ``/?prompt=a+jig+in+D&seed=7`` opens the
 app with that tune composed. The tune comes from the generator version the *Composer* picks (stage 2
-serves two), or from stage 3's ``studio`` pipeline, where both versions write a candidate and a critic
-keeps the better one; the message says who answered.
+serves two), from stage 3's ``studio`` pipeline, where both versions write a candidate and a critic
+keeps the better one, or, from a Seldon endpoint, from a Seldon Experiment between the two versions
+(3.4), which picks one; the message says who answered and the route the request took.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ TARGETS = (
     ("studio pipeline (both versions + critic)", STUDIO),
 )
 """The *Composer* choices: ``(label, value)``; the value is what ``/compose`` takes as ``target``."""
+EXPERIMENT = "experiment:"
+"""A ``target`` that starts with this names a Seldon Experiment between generator versions (Seldon only)."""
+EXPERIMENTS = (
+    ("experiment generators-ab (v1/v2 50/50)", EXPERIMENT + "generators-ab"),
+    ("experiment generators-canary (v2 10 %)", EXPERIMENT + "generators-canary"),
+    ("experiment generators-shadow (v1, v2 mirrored)", EXPERIMENT + "generators-shadow"),
+)
+"""The experiments notebook 3.4 writes, offered when the app talks to a Seldon endpoint; any other
+``experiment:<name>`` may be typed in."""
 PIPELINE_HINT = ("Pipelines run on a Seldon endpoint: `make up` serves the platform through the gateway "
                  "once stage 3's manifests exist, `make gateway` serves your own `manifests/`.")
 EXAMPLE_PROMPTS = (
@@ -64,7 +74,8 @@ def compose(
         target: who writes the tune (:data:`TARGETS`): ``"newest"`` (the server's newest generator
             version), ``"v1"``, ``"v2"``, or ``"studio"`` (the pipeline: both versions write
             candidates, the critic keeps one; it takes the prompt, seed and bars, and samples at the
-            generators' own temperature).
+            generators' own temperature); from a Seldon endpoint also ``"experiment:<name>"``, an
+            Experiment between generator versions (:data:`EXPERIMENTS`) that picks the version.
         seldon: whether ``server_url`` is a Seldon endpoint; ``None``: ``$TUNESMITH_SELDON``.
 
     Returns:
@@ -75,7 +86,8 @@ def compose(
     if not (prompt or "").strip():
         return "Write a prompt first, e.g. *a lively jig in D*.", "", "", None, None, None
     target = (target or NEWEST).strip()
-    if target not in dict((value, label) for label, value in TARGETS):
+    experiment = target.removeprefix(EXPERIMENT).strip() if target.startswith(EXPERIMENT) else None
+    if experiment is None and target not in dict((value, label) for label, value in TARGETS):
         choices = ", ".join(value for _, value in TARGETS)
         return f"Unknown composer {target!r}: choose one of {choices}.", "", "", None, None, None
     seed = seed_or_none(seed)
@@ -88,6 +100,10 @@ def compose(
                 scores = ", ".join(f"{label} {score:.2f}" for label, score in zip(result.labels, result.scores))
                 answered = (f"The critic chose {result.winner} of {len(result.scores)} candidates ({scores}). "
                             + served_by(result.reply))
+            elif experiment:
+                abc = client.compose(prompt.strip(), seed=seed, temperature=float(temperature), bars=bars,
+                                     experiment=experiment)
+                answered = f"Through experiment `{experiment}`: " + served_by(client.last_reply)
             else:
                 abc = client.compose(prompt.strip(), seed=seed, temperature=float(temperature), bars=bars,
                                      version=None if target == NEWEST else target)
@@ -130,8 +146,10 @@ def build(ctx: AppContext) -> None:
                                   info="0: the rhythm's dance tempo (a reel 220, a jig 168)")
                 instrument = gr.Dropdown(list(INSTRUMENTS), value=DEFAULT_INSTRUMENT, label="Instrument")
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1: a new tune each time; any other number repeats one")
-            target = gr.Dropdown(list(TARGETS), value=NEWEST, label="Composer",
-                                 info="a generator version, or the studio pipeline: both versions write, a critic picks")
+            target = gr.Dropdown(list(TARGETS) + (list(EXPERIMENTS) if ctx.seldon else []), value=NEWEST,
+                                 label="Composer", allow_custom_value=ctx.seldon,
+                                 info="a generator version, the studio pipeline (both versions write, a critic picks)"
+                                      + (", or an experiment that picks a version" if ctx.seldon else ""))
             button = gr.Button("Compose", variant="primary")
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Try")
         with gr.Column(scale=2):

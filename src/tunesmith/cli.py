@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "stop": ("tunesmith.serving.launcher", ["stop"], "stop the servers started from this repository"),
     "up": ("tunesmith.workshop.up", [], "run the finished platform: the server and the UI, stopped together"),
     "gateway": ("tunesmith.gateway.server", [], "serve Seldon manifests: models and pipelines behind one address"),
+    "experiments": ("tunesmith.gateway.experiments", [], "list a running gateway's Experiments, or apply changed ones now (reload)"),
     "deploy": ("tunesmith.gateway.deploy", ["deploy"], "apply the Seldon manifests to kubectl's cluster (--dry-run prints them)"),
     "undeploy": ("tunesmith.gateway.deploy", ["undeploy"], "delete the Seldon manifests' resources from kubectl's cluster"),
     "stage": ("tunesmith.workshop.stages", [], "rebuild a models folder as at the start of a stage (stage-1 ... solution)"),

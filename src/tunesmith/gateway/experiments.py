@@ -43,8 +43,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -250,12 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", nargs="?", choices=["list", "reload"], default="list")
     parser.add_argument("--url", default=None, help="the gateway (default http://$HOST:$HTTP_PORT, 127.0.0.1:8080)")
     args = parser.parse_args(argv)
-    import os
-
     url = args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('HTTP_PORT', '8080')}"
     try:
         if args.action == "reload":
-            reply = httpx.post(f"{url}/v2/experiments/reload", timeout=30)
+            reply = httpx.post(f"{url}/v2/experiments/reload", json={}, timeout=30)
         else:
             reply = httpx.get(f"{url}/v2/experiments", timeout=10)
     except httpx.HTTPError as exc:
@@ -275,6 +273,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{experiment['name']:24} {experiment['resourceType']:8} {arms}{mirror}")
     return 0
 
-
-def to_json(experiments: Experiments, changes: list[str] | None = None) -> str:
-    return json.dumps({"experiments": experiments.describe(), **({"changes": changes} if changes is not None else {})})

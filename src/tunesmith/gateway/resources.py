@@ -244,8 +244,9 @@ class Resources:
         try:
             request = await asyncio.to_thread(make)
         except Exception as exc:  # noqa: BLE001 - the caller's body was not a V2 request: the mirror gets nothing
+            problem = {"error": str(exc)}
             self.observe(shadow, request_id=request_id, method_type="grpc", started=started, seconds=0.0, status=400,
-                         code="InvalidArgument", inputs=dict, outputs=lambda: {"error": str(exc)}, mirror=True)
+                         code="InvalidArgument", inputs=dict, outputs=lambda: problem, mirror=True)
             return
         if shadow.target.kind == "pipeline":
             try:
@@ -261,8 +262,8 @@ class Resources:
             response = await self.upstream.infer(model, request, metadata)
             outputs = lambda: requestlog.summarize(response.outputs)  # noqa: E731
         except UpstreamError as exc:
-            status, code = exc.status, exc.code or grpc.StatusCode.UNKNOWN
-            outputs = lambda: {"error": exc.message}  # noqa: E731
+            status, code, problem = exc.status, exc.code or grpc.StatusCode.UNKNOWN, {"error": exc.message}
+            outputs = lambda: problem  # noqa: E731
         finally:
             seconds = time.perf_counter() - start
             self.metrics.model_infer(self.server_of(model), model, "grpc", seconds, grpc_code_name(code))

@@ -43,7 +43,7 @@ import uvicorn
 
 from tunesmith import paths
 from tunesmith.gateway import app as rest
-from tunesmith.gateway import grpc_service, manifests, replicas
+from tunesmith.gateway import grpc_service, manifests, replicas, requestlog
 from tunesmith.gateway.metrics import GatewayMetrics
 from tunesmith.gateway.replicas import Replica, ReplicaPool
 from tunesmith.gateway.resources import REQUEST_TIMEOUT_S, Resources
@@ -97,6 +97,7 @@ class Gateway:
         metrics_port: MLServer's own metrics port (default: a free one).
         settings_file: MLServer's server settings.
         request_timeout_s: the longest a pipeline request may take.
+        request_log: the request log's file (:mod:`.requestlog`; default :func:`requestlog.default_path`).
 
     Raises:
         manifests.ManifestError: a manifest is invalid, or asks for something not served locally.
@@ -114,6 +115,7 @@ class Gateway:
         metrics_port: int | None = None,
         settings_file: str | Path = DEFAULT_SETTINGS,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        request_log: str | Path | None = None,
     ):
         self.manifests_dir = Path(manifests_dir)
         self.models_dir = Path(models_dir) if models_dir is not None else None
@@ -123,6 +125,7 @@ class Gateway:
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.request_timeout_s = request_timeout_s
+        self.request_log = Path(request_log) if request_log else requestlog.default_path()
         self.repo = paths.RUN / name / "repo"
         self.layout = replicas.layout(self.manifests)
         self.servers = [
@@ -208,7 +211,8 @@ class Gateway:
             limit, metrics, on_stopped=self._on_replica_stopped,
         )
         upstream.start()
-        resources = Resources(self.manifests, upstream, metrics, request_timeout_s=self.request_timeout_s)
+        resources = Resources(self.manifests, upstream, metrics, request_timeout_s=self.request_timeout_s,
+                              request_log=requestlog.RequestLog(self.request_log))
         app = rest.create_app(resources, max_body_bytes=limit, limit_source=limit_source, host=self.host)
         # 65 s keep-alive, as Seldon's pipeline gateway (``httpserver.go``: ``IdleTimeout``)
         http = _HttpServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -221,6 +225,7 @@ class Gateway:
             raise ServerError(f"gRPC cannot listen on {self.grpc_address} ({exc}): choose another port") from None
         http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
         watch = asyncio.create_task(self._watch(upstream))
+        reload = asyncio.create_task(resources.experiments.watch(_print_reload))  # Experiments change live
         print(f"gateway on {self.http_url} (gRPC {self.grpc_address}); MLServer loading on {self.mlserver.http_url} "
               f"(log: {self.mlserver.log_path}); requests up to {limit} bytes", flush=True)
         for index, (server, models) in enumerate(zip(self.servers[1:], self.layout[1:]), start=1):
@@ -232,8 +237,10 @@ class Gateway:
             await asyncio.wait([asyncio.create_task(self._stop.wait()), http_task], return_when=asyncio.FIRST_COMPLETED)
         finally:
             watch.cancel()
+            reload.cancel()
             http.should_exit = True
             await asyncio.gather(http_task, grpc_server.stop(grace=5), return_exceptions=True)
+            await resources.aclose()  # mirror calls end, the request log is committed
             await upstream.aclose()
 
     def _on_signal(self, signum: int) -> None:
@@ -313,6 +320,14 @@ class Gateway:
                               f"(`make stop`) or give this one another --name")
 
 
+def _print_reload(outcome: list[str] | Exception) -> None:
+    """What a change of the manifests folder did to the Experiments served (:meth:`Experiments.watch`)."""
+    if isinstance(outcome, Exception):
+        print(f"manifests changed, not applied: {outcome}", file=sys.stderr, flush=True)
+    for line in outcome if isinstance(outcome, list) else ():
+        print(f"reload: {line}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     end_when_gone()  # a notebook's gateway (TUNESMITH_END_WITH_PID) ends with the Jupyter server that started it
     parser = argparse.ArgumentParser(
@@ -329,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8081)
     parser.add_argument("--metrics-port", type=int, help="MLServer's own metrics port (default: a free one); "
                                                          "the gateway's are at /metrics on the HTTP port")
+    parser.add_argument("--request-log", help="the request log's SQLite file (default: $TUNESMITH_REQUEST_LOG, "
+                                              "else .run/request-log.sqlite)")
     parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S,
                         help="seconds a pipeline request may take before it is answered 504")
     args = parser.parse_args(argv)
@@ -341,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway = Gateway(
             args.manifests, args.models, name=args.name, host=args.host, http_port=args.http_port,
             grpc_port=args.grpc_port, metrics_port=args.metrics_port, settings_file=args.settings,
-            request_timeout_s=args.request_timeout,
+            request_timeout_s=args.request_timeout, request_log=args.request_log,
         )
     except manifests.ManifestError as exc:
         print(exc, file=sys.stderr)

@@ -532,6 +532,7 @@ class _MusicApi:
         abc_prefix: str | Sequence[str] | None = None,
         headers: Sequence[str] | None = None,
         version: str | None = None,
+        experiment: str | None = None,
     ) -> list[str]:
         """Ask ``tune-generator`` for one tune per prompt (or per header), in one request.
 
@@ -551,10 +552,15 @@ class _MusicApi:
                 exactly one of the two.
             version: a served version of the generator (``"v1"``, ``"v2"``); ``None`` for the one
                 the server picks (the newest).
+            experiment: a Seldon Experiment between generator versions to ask instead (``Seldon-Model:
+                <experiment>.experiment``): it picks the version, and :attr:`last_reply` says which
+                answered. Seldon endpoints only.
 
         Returns:
             ABC tunes, in the order of ``prompts`` (or ``headers``).
         """
+        if experiment and not self.seldon:
+            raise ClientError(f"experiment {experiment}: experiments are Seldon's; this client talks to plain MLServer")
         if isinstance(prompts, str) or isinstance(headers, str):
             raise TypeError("compose_many takes lists of prompts or headers; use compose() for one")
         if (prompts is None) == (headers is None):
@@ -572,7 +578,7 @@ class _MusicApi:
             "temperature": None if temperature is None else np.asarray([temperature], dtype=np.float32),
             "bars": None if bars is None else np.asarray([bars], dtype=np.int32),
         }
-        outputs = self.infer(GENERATOR, inputs, version=version)
+        outputs = self.infer(f"{experiment}.experiment" if experiment else GENERATOR, inputs, version=version)
         if "abc" not in outputs:
             raise InferenceFailed(f"response has no 'abc' output (got {sorted(outputs)})", model=GENERATOR)
         tunes = [t if isinstance(t, str) else bytes(t).decode("utf-8", "replace") for t in outputs["abc"]]
@@ -590,13 +596,14 @@ class _MusicApi:
         abc_prefix: str | None = None,
         header: str | None = None,
         version: str | None = None,
+        experiment: str | None = None,
     ) -> str:
         """Ask ``tune-generator`` for one tune, from a prompt or from ready header lines.
 
         Args:
             prompt: a description such as ``"a lively jig in D"``; leave out when ``header`` is given.
             header: ABC header lines to write under, instead of a prompt.
-            seed, temperature, bars, abc_prefix, version: as in :meth:`compose_many`.
+            seed, temperature, bars, abc_prefix, version, experiment: as in :meth:`compose_many`.
 
         Returns:
             A complete ABC tune with X:, T:, M:, L: and K: headers.
@@ -604,6 +611,7 @@ class _MusicApi:
         return self.compose_many(
             None if prompt is None else [prompt], headers=None if header is None else [header],
             seed=seed, temperature=temperature, bars=bars, abc_prefix=abc_prefix, version=version,
+            experiment=experiment,
         )[0]
 
     def synthesize(self, abc: str, *, tempo: int | None = None, instrument: str | None = None) -> tuple[bytes, int]:
@@ -803,6 +811,8 @@ class MusicClient(_MusicApi):
         if response.status_code < 400:
             return
         text = self._error_text(response)
+        if model is not None and model.endswith(".experiment") and response.status_code == 404:
+            raise BadRequest(text, 404, model)  # the gateway names the experiments it has
         if model is not None and (response.status_code == 503 or "is not ready" in text):
             raise ModelNotReady(model, self.url, text, loading=True)  # a gateway whose MLServer is starting: 503
         if model is not None and (response.status_code == 404 or _NOT_READY.search(text)):

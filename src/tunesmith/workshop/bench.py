@@ -16,7 +16,9 @@ benchmark measures what that costs for a full tune, with the very model folder t
 * from stage 3, the gateway: what its hop adds to a call, and the ``studio`` pipeline against a
   client calling the same models one by one (:mod:`tunesmith.workshop.bench_gateway`);
 * the generator with 1 and 2 replicas behind the gateway, and a replica killed under load
-  (:mod:`tunesmith.workshop.bench_replicas`).
+  (:mod:`tunesmith.workshop.bench_replicas`);
+* a shadow: a client's p50 with and without generator v2 mirrored behind v1 at 100 %
+  (:mod:`tunesmith.workshop.bench_experiments`).
 
 Goals on 2 cores: REST p50 within 1.10x of in-process and at most 0.5 s; batching on at least 2.5x
 the throughput of batching off at 16 clients. The numbers are printed as tables; nothing here
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, help="models folder (default: the finished platform, built fresh)")
     parser.add_argument("--per-client", type=int, default=4, help="requests per client in the throughput tables")
     parser.add_argument("--skip-latency", action="store_true", help="only the batching and workers tables")
-    parser.add_argument("--skip-gateway", action="store_true", help="leave out the gateway's hop, pipeline and replica tables")
+    parser.add_argument("--skip-gateway", action="store_true", help="leave out the gateway's hop, pipeline, replica and mirror tables")
     args = parser.parse_args(argv)
 
     models = args.models
@@ -245,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         from tunesmith.workshop.bench_replicas import replica_tables
 
         replica_tables(models)
+        from tunesmith.workshop.bench_experiments import mirror_table
+
+        mirror_table(models)
 
     if not args.skip_latency:
         latency_tables(models, model_dir, args)

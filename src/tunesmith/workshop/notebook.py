@@ -353,6 +353,26 @@ class Gateway:
         """Stop this gateway (and its MLServer); True if it was running."""
         return _stop_gateway_in(self.run_dir)
 
+    def reload(self) -> list[str]:
+        """Apply the manifests folder's changed Experiments now, without a restart; what changed, one line each.
+
+        The gateway also applies them by itself within a second of a change (``tunesmith experiments
+        reload`` does the same from a terminal). Afterwards the folder counts as served, so the next
+        :func:`start_gateway` reuses this gateway. A changed Model or Pipeline still needs
+        :func:`start_gateway` (a restart); an invalid manifest raises with Seldon's message.
+        """
+        reply = requests.post(f"{self.http_url}/v2/experiments/reload", json={}, timeout=30)
+        if reply.status_code != 200:
+            raise ServerError(reply.json().get("error", reply.text))
+        state_file = self.run_dir / GATEWAY_STATE
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            state["fingerprint"] = fingerprint(self.manifests_dir) + fingerprint(self.models_dir)
+            state_file.write_text(json.dumps(state, indent=2) + "\n")
+        changes = reply.json()["changes"]
+        print("\n".join(changes) or "no change")
+        return changes
+
 
 def _gateway_dir(http_port: int) -> Path:
     return paths.RUN / f"notebook-gateway-{http_port}"
