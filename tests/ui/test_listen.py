@@ -86,6 +86,20 @@ def test_bradley_terry_recovers_the_strengths_of_a_simulated_panel():
     assert 0 < stats.bradley_terry(never, bootstrap=0)["x"]["strength"] < 0.1
 
 
+def test_the_bootstrap_resamples_clip_sets_when_votes_name_them():
+    """Four clip sets, twenty votes each: in two every listener picks v2, in the other two the real
+    tune. Votes on one set are not independent trials, and the intervals say so."""
+    pair = ("real", "tune-generator-v2")
+    votes = [stats.Judgement(pair, pair[n // 40], f"listener-{n}", f"set-{n // 20}") for n in range(80)]
+    unnamed = [stats.Judgement(v.heard, v.chosen, v.listener) for v in votes]
+
+    def width(judgements):
+        low, high = stats.bradley_terry(judgements, bootstrap=100, seed=0)["tune-generator-v2"]["ci"]
+        return np.log(high) - np.log(low)
+
+    assert width(votes) > 2 * width(unnamed)
+
+
 def test_a_panel_that_cannot_tell_is_at_chance():
     votes = stats.simulate({arm: 1.0 for arm in ARMS}, 600, seed=5)
     result = stats.summary(votes, bootstrap=0)

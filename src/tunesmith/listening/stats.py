@@ -20,14 +20,16 @@ tell". From those:
   algorithm (Hunter 2004, "MM algorithms for generalized Bradley-Terry models"), written out here
   because no Bradley-Terry library is installed (``choix`` would be the one to add), with a weak prior
   (half a win and half a loss against a reference of strength 1) so that an arm never picked gets a
-  small strength instead of zero; intervals by bootstrap over votes (``scipy.stats.bootstrap``).
-  Strengths are reported relative to the real tune (real = 1).
+  small strength instead of zero; intervals by bootstrap (``scipy.stats.bootstrap``) over clip
+  sets when the votes name them, else over votes. Strengths are reported relative to the real tune
+  (real = 1).
 
 "Can't tell" votes count in the totals and in no rate: they favour no clip.
 
 One caveat: the app lets up to ten listeners judge the same clip set, so votes on one set share its
-tunes and are not fully independent; with many sets the intervals are close, with few they are too
-narrow (resampling whole clip sets would be the stricter bootstrap).
+tunes and are not fully independent. The Bradley-Terry bootstrap resamples whole clip sets for that
+reason; the Wilson intervals and binomial tests treat votes as independent, which makes them too
+narrow when a few sets hold most of the votes.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ PRIOR = 0.5
 
 @dataclass(frozen=True)
 class Judgement:
-    """One vote: the arms heard, the one picked (``None``: can't tell), and who voted."""
+    """One vote: the arms heard, the one picked (``None``: can't tell), who voted, and which clip set
+    (the same tunes) was judged, when known."""
 
     heard: tuple[str, ...]
     chosen: str | None
     listener: str = ""
+    clip_set: str = ""
 
 
 # -- proportions ------------------------------------------------------------------------------------
@@ -104,14 +108,17 @@ def head_to_head(judgements: Sequence[Judgement], arm: str, other: str) -> dict:
 
 
 # -- Bradley-Terry (Luce) strengths ----------------------------------------------------------------
-def _design(judgements: Sequence[Judgement], arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Decided votes as a membership matrix (votes x arms, 1 where heard) and the winner's column."""
+def _design(judgements: Sequence[Judgement], arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decided votes as a membership matrix (votes x arms, 1 where heard), the winner's column, and
+    each vote's clip set as a number (every vote its own when the votes name no sets)."""
     index = {arm: i for i, arm in enumerate(arms)}
     decided = [j for j in judgements if j.chosen is not None and j.chosen in index]
     heard = np.zeros((len(decided), len(arms)))
     for row, j in enumerate(decided):
         heard[row, [index[a] for a in j.heard if a in index]] = 1.0
-    return heard, np.array([index[j.chosen] for j in decided], dtype=int)
+    sets: dict[str, int] = {}
+    groups = [sets.setdefault(j.clip_set or f"vote {n}", len(sets)) for n, j in enumerate(decided)]
+    return heard, np.array([index[j.chosen] for j in decided], dtype=int), np.array(groups, dtype=int)
 
 
 def fit_strengths(heard: np.ndarray, winners: np.ndarray, prior: float = PRIOR,
@@ -143,7 +150,7 @@ def fit_strengths(heard: np.ndarray, winners: np.ndarray, prior: float = PRIOR,
 def bradley_terry(judgements: Sequence[Judgement], arms: Sequence[str] | None = None, bootstrap: int = 200,
                   seed: int = 0, confidence: float = CONFIDENCE) -> dict[str, dict]:
     """Strengths of every arm relative to the real tune (real = 1; else to their geometric mean),
-    with bootstrap intervals over votes.
+    with bootstrap intervals over clip sets (over votes when the votes name no sets).
 
     Args:
         judgements: the votes ("can't tell" ones are left out).
@@ -155,21 +162,22 @@ def bradley_terry(judgements: Sequence[Judgement], arms: Sequence[str] | None = 
         ``{arm: {"strength", "ci"}}``; ``ci`` is ``None`` without resamples or with fewer than 2 votes.
     """
     arms = list(arms or arms_of(judgements))
-    heard, winners = _design(judgements, arms)
+    heard, winners, groups = _design(judgements, arms)
+    members = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)] if len(groups) else []
     reference = arms.index(REAL) if REAL in arms else None
 
     def relative(log_strengths: np.ndarray) -> np.ndarray:
         return log_strengths - (log_strengths[..., [reference]] if reference is not None
                                 else log_strengths.mean(axis=-1, keepdims=True))
 
-    def statistic(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=int)
+    def statistic(drawn: np.ndarray) -> np.ndarray:  # the votes of the clip sets drawn
+        rows = np.concatenate([members[int(g)] for g in drawn])
         return relative(np.log(fit_strengths(heard[rows], winners[rows])))
 
     point = relative(np.log(fit_strengths(heard, winners)))
     intervals = [None] * len(arms)
-    if bootstrap and len(winners) >= 2:
-        result = stats.bootstrap((np.arange(len(winners)),), statistic, n_resamples=bootstrap, vectorized=False,
+    if bootstrap and len(members) >= 2:
+        result = stats.bootstrap((np.arange(len(members)),), statistic, n_resamples=bootstrap, vectorized=False,
                                  method="percentile", confidence_level=confidence, rng=np.random.default_rng(seed))
         low, high = np.exp(result.confidence_interval.low), np.exp(result.confidence_interval.high)
         intervals = [(float(lo), float(hi)) for lo, hi in zip(low, high)]

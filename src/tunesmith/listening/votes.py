@@ -403,7 +403,7 @@ class VoteStore:
     def judgements(self) -> list[Judgement]:
         """Every vote as what :mod:`tunesmith.listening.stats` reads: the arms heard, the one picked."""
         return [Judgement(tuple(row[f"clip_{letter}"] for letter in LETTERS if f"clip_{letter}" in row),
-                          row["chosen"] or None, row["listener"]) for row in self.rows()]
+                          row["chosen"] or None, row["listener"], row["clip_set"]) for row in self.rows()]
 
     def export_csv(self, path: Path | str) -> Path:
         """Write every vote to ``path`` as CSV (one row per vote, the arms behind each letter); returns ``path``."""
