@@ -105,7 +105,6 @@ def measure_bars(report: dict) -> plt.Figure:
             centre = np.array([v["value"] for v in values])
             low = np.array([v["low"] if np.isfinite(v["low"]) else v["value"] for v in values])
             high = np.array([v["high"] if np.isfinite(v["high"]) else v["value"] for v in values])
-            # BCa ends need not straddle the figure: whiskers are drawn from it to either end
             errors = np.vstack([np.clip(centre - low, 0, None), np.clip(high - centre, 0, None)])
             label = f"{name} halves (ceiling)" if i == 0 else name
             ax.bar(np.arange(len(members)) + i * width, centre, width, yerr=errors, capsize=3, label=label,

@@ -74,7 +74,6 @@ def evaluate(real: Sample, arms: list[Sample], *, classifier=None, resamples: in
     report = judge.judge(real, arms, heard, copies, resamples=resamples, seed=seed)
     seconds["statistics"] = time.perf_counter() - started
     report["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    report["rhythms"] = {r: real.rhythms.count(r) for r in dict.fromkeys(real.rhythms)}
     return report
 
 
@@ -117,9 +116,8 @@ def format_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     sizes = ", ".join(f"{n}: {report['sets'][n]['n']} tunes" for n in names)
     rhythms = ", ".join(f"{count} {rhythm}s" for rhythm, count in report.get("rhythms", {}).items())
-    lines += ["", f"Sizes: {sizes} ({rhythms}). Intervals: 95% bootstrap (BCa, {report['resamples']} resamples); "
-              "a resample repeats tunes, which pushes set distances one way, and BCa corrects for it, so an "
-              "interval need not be centred on its figure."]
+    lines += ["", f"Sizes: {sizes} ({rhythms}). Intervals: 95%, the figure ± 1.96 bootstrap standard errors "
+              f"({report['resamples']} resamples)."]
     lines += ["", distance_from_real(report)]
     if ab:
         lines += ["", "Verdict: " + ab["verdict"]]
@@ -128,18 +126,21 @@ def format_table(report: dict) -> str:
 
 def distance_from_real(report: dict) -> str:
     """How far each arm is from the real tunes, in three figures beside the real halves' own."""
-    names = list(report["sets"])
     index = {m["name"]: k for k, m in enumerate(report["measures"])}
     overlaps = [k for m, k in index.items() if m.startswith("overlap")]
 
     def figures(name):
         values = report["sets"][name]["values"]
-        mean_overlap = np.nanmean([values[k]["value"] for k in overlaps])
-        return (f"mean overlap {mean_overlap:.2f}, Fréchet {values[index['Fréchet distance (classifier embedding)']]['value']:.1f}, "
-                f"rhythm heard as asked {values[index['rhythm heard as asked']]['value']:.0%}")
+        parts = [f"mean overlap {np.nanmean([values[k]['value'] for k in overlaps]):.2f}"]
+        frechet = values[index["Fréchet distance (classifier embedding)"]]["value"]
+        heard = values[index["rhythm heard as asked"]]["value"]
+        if np.isfinite(frechet):
+            parts.append(f"Fréchet {frechet:.1f}")
+        if np.isfinite(heard):
+            parts.append(f"rhythm heard as asked {heard:.0%}")
+        return ", ".join(parts)
 
-    parts = [f"{name}: {figures(name)}" for name in names]
-    return "How far from real tunes - " + "; ".join(parts) + "."
+    return "How far from real tunes - " + "; ".join(f"{name}: {figures(name)}" for name in report["sets"]) + "."
 
 
 def generate_arms(specs: dict[str, Path], real: Sample, seed: int = 0, bars: int = BARS) -> list[Sample]:
