@@ -23,7 +23,9 @@ one listener's vote counts once per clip set.
 from __future__ import annotations
 
 import functools
+import tempfile
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -183,8 +185,11 @@ def build(ctx: AppContext) -> None:
             played = listen_round(ctx.server_url, _listener(request), seldon=ctx.seldon)
         except NoRound as exc:
             raise gr.Error(str(exc)) from None
-        paths = [str(clip.path) for clip in played.clips]
-        return played.id, *paths, *[None] * (len(LETTERS) - len(paths))
+        # The clips go out as bytes, not paths: Gradio serves files only from the working folder and
+        # the temporary one (the notebooks run the app from notebooks/), and caches bytes under names
+        # of its own, which say nothing about the arm.
+        clips = [clip.path.read_bytes() for clip in played.clips]
+        return played.id, *clips, *[None] * (len(LETTERS) - len(clips))
 
     def judge(round_id, choice, request: gr.Request):
         return vote(round_id, choice, _listener(request))
@@ -196,8 +201,7 @@ def build(ctx: AppContext) -> None:
         return listen_results()
 
     def export_csv():
-        store = votes_store()
-        return str(store.export_csv(store.folder / "votes.csv"))
+        return str(votes_store().export_csv(Path(tempfile.mkdtemp(prefix="votes-")) / "votes.csv"))
 
     new.click(play, None, [round_id, *clips], api_name="listen_round", concurrency_limit=8,
               api_description="A listening round: its id and its clips A, B (and C), in random order, unlabelled.",

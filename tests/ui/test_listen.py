@@ -325,11 +325,18 @@ def test_a_listener_plays_a_round_and_votes_in_a_browser(app_module, ui_server, 
             table = browser.wait_for("(t => t.includes('1 votes') && t)(document.getElementById('listen-results')"
                                      ".innerText)", "the statistics", timeout=60)
             cookie = browser.evaluate("document.cookie")
+            browser.click("Export the votes (CSV)", within=PANEL)
+            exported = browser.wait_for(
+                f"Array.from({PANEL}.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"
+                ".find(u => u.endsWith('votes.csv'))", "the CSV file", timeout=60)
+            csv_text = browser.evaluate(f"fetch({exported!r}).then(r => r.text())", timeout=30)
     assert answer.startswith("Counted: you picked B"), answer
     assert "the real tune" in answer and "tune-generator-v1" in answer and "tune-generator-v2" in answer
     assert len(set(seconds)) == 1 and seconds[0] > 3, seconds  # the same length, every clip
     assert "tune-generator-v1" in table and "The real tune was picked" in table
     assert "tunesmith_listener=" in cookie
+    assert csv_text.splitlines()[0].startswith("vote,time,listener,round,clip_set,clip_A,clip_B,clip_C,choice")
+    assert len(csv_text.splitlines()) == 2 and ",B," in csv_text.splitlines()[1]
     listener = VoteStore(votes).rows()[0]["listener"]
     from tunesmith.listening.votes import listener_id
 
