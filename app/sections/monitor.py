@@ -32,7 +32,15 @@ REFRESH_S = 5.0
 HISTORY = 60
 """Readings kept per browser session for the time plots: five minutes at :data:`REFRESH_S`."""
 METRICS_URL_ENV = "TUNESMITH_METRICS_URL"
+VOTES = {"arm": "str", "picked %": "float", "votes": "float"}
+MEASURE_NAMES = {"bars_right": "bars right", "novel": "new", "critic_score": "critic"}
 DRIFT_MODEL = "drift-detector"
+
+
+def frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """A table with typed columns even when empty: a plot reads a column's type from its first value, and an
+    untyped empty column would make later numbers categories."""
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
 def metrics_urls(server_url: str, seldon: bool) -> list[str]:
@@ -59,13 +67,13 @@ def votes_so_far() -> pd.DataFrame:
 
         judgements = VoteStore(default_folder()).judgements()
     except Exception:  # noqa: BLE001 - no votes store yet, or none readable: nothing to show
-        return pd.DataFrame(columns=["arm", "picked %", "votes"])
+        return frame([], VOTES)
     rows = []
     for arm in arms_of(judgements):
         rate = pick_rate(judgements, arm)
         if rate["heard"]:
             rows.append({"arm": arm, "picked %": round(100 * rate["rate"], 1), "votes": rate["heard"]})
-    return pd.DataFrame(rows, columns=["arm", "picked %", "votes"])
+    return frame(rows, VOTES)
 
 
 def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
@@ -87,7 +95,7 @@ def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
         failed = {kind: errors.get(key + (kind,), 0.0) for kind in ("refused", "server error")}
         rows.append({"arm": name(key), "result": "answered", "requests": count - sum(failed.values())})
         rows += [{"arm": name(key), "result": kind, "requests": n} for kind, n in failed.items() if n]
-    requests_per_arm = pd.DataFrame(rows, columns=["arm", "result", "requests"])
+    requests_per_arm = frame(rows, {"arm": "str", "result": "str", "requests": "float"})
 
     rate_rows = []
     for before, after in zip(history, history[1:]):
@@ -97,7 +105,7 @@ def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
         for before, after in zip(history, history[1:]):
             for (model,), value in per_second(before, after, "model_infer_request_success_total", ("model",)).items():
                 rate_rows.append({"seconds": round(after.at - start, 1), "model": model, "requests/s": round(value, 3)})
-    rates = pd.DataFrame(rate_rows, columns=["seconds", "model", "requests/s"])
+    rates = frame(rate_rows, {"seconds": "float", "model": "str", "requests/s": "float"})
 
     latency_rows = [{"where": f"model {model}", "ms": round(1000 * mean, 1), "calls": n}
                     for (model,), (mean, n) in mean_between(None, now, "model_infer_request_duration_sum",
@@ -106,7 +114,7 @@ def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
                          ("pipeline", "step"))
     latency_rows += [{"where": f"{pipeline} / {step}", "ms": round(1000 * mean, 1), "calls": n}
                      for (pipeline, step), (mean, n) in steps.items()]
-    latency = pd.DataFrame(latency_rows, columns=["where", "ms", "calls"])
+    latency = frame(latency_rows, {"where": "str", "ms": "float", "calls": "float"})
 
     drift_rows = []
     for before, after in zip(history, history[1:]):
@@ -116,7 +124,7 @@ def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
     if drift_rows:
         ends = (0.0, round(now.at - start, 1))
         drift_rows += [{"seconds": t, "series": f"threshold {THRESHOLD:g}", "p": THRESHOLD} for t in ends]
-    drift_frame = pd.DataFrame(drift_rows, columns=["seconds", "series", "p"])
+    drift_frame = frame(drift_rows, {"seconds": "float", "series": "str", "p": "float"})
     return {"requests": requests_per_arm, "rates": rates, "latency": latency, "drift": drift_frame}
 
 
@@ -129,9 +137,9 @@ def quality_table() -> pd.DataFrame:
         arms = []
     for arm in arms:
         label = arm.arm if arm.experiment == "-" else f"{arm.experiment}: {arm.arm}"
-        rows += [{"arm": label, "measure": measure, "mean": round(getattr(arm, measure), 3), "tunes": arm.tunes}
-                 for measure in ("bars_right", "novel", "critic_score")]
-    return pd.DataFrame(rows, columns=["arm", "measure", "mean", "tunes"])
+        rows += [{"arm": label, "measure": measure, "bar": f"{label} · {MEASURE_NAMES[measure]}",
+                  "mean": round(getattr(arm, measure), 3), "tunes": arm.tunes} for measure in MEASURE_NAMES]
+    return frame(rows, {"arm": "str", "measure": "str", "bar": "str", "mean": "float", "tunes": "float"})
 
 
 def drift_line(now: Snapshot) -> str:
@@ -174,13 +182,14 @@ def build(ctx: AppContext) -> None:
                                  x_title="seconds since the page opened", height=280)
     with gr.Row():
         latency_plot = gr.BarPlot(x="where", y="ms", label="Mean latency: models in MLServer, pipeline steps",
-                                  x_title="", y_title="ms per call", height=280, sort="-y")
+                                  x_title="", y_title="ms per call", height=280, sort="-y", x_label_angle=-30)
         drift_plot = gr.LinePlot(x="seconds", y="p", color="series", label="Prompt drift: mean p-value per reading",
                                  x_title="seconds since the page opened", y_title="p-value", y_lim=[0, 1], height=280,
                                  color_map={f"threshold {THRESHOLD:g}": "#dc2626"})
     with gr.Row():
-        quality_plot = gr.BarPlot(x="arm", y="mean", color="measure", label="Quality per arm (request log, tune critic)",
-                                  x_title="", y_title="mean (0-1)", y_lim=[0, 1], height=280)
+        quality_plot = gr.BarPlot(x="bar", y="mean", color="measure", label="Quality per arm (request log, tune critic)",
+                                  x_title="", y_title="mean (0-1)", y_lim=[0, 1], height=280, sort="x",
+                                  x_label_angle=-30)
         votes_plot = gr.BarPlot(x="arm", y="picked %", label="Listening test: how often each was picked as the real tune",
                                 x_title="", y_title="% of votes where it was heard", height=280)
     outputs = [history, message, requests_plot, rates_plot, latency_plot, drift_plot, quality_plot, votes_plot]

@@ -62,6 +62,8 @@ class QualityByArm:
         self.log_path = Path(log_path) if log_path is not None else default_path()
         self._critic = critic
         self._scores: dict[tuple, tuple[str, str, list[float]]] = {}
+        self._seen = -1  # records in the log when it was last read
+        self._arms: list[ArmQuality] = []
         self._lock = threading.Lock()
 
     @property
@@ -87,6 +89,9 @@ class QualityByArm:
 
         log = RequestLog(self.log_path)
         try:
+            count = len(log)  # a cheap COUNT(*): the records are read again only when some were added
+            if count == self._seen:
+                return self._arms
             records = log.records()
         finally:
             log.close()
@@ -103,8 +108,10 @@ class QualityByArm:
             groups: dict[tuple[str, str], list[list[float]]] = {}
             for experiment, arm, values in self._scores.values():
                 groups.setdefault((experiment, arm), []).append(values)
-        return [ArmQuality(experiment, arm, len(rows), *np.mean(rows, axis=0).tolist())
-                for (experiment, arm), rows in sorted(groups.items())]
+            self._seen = count
+            self._arms = [ArmQuality(experiment, arm, len(rows), *np.mean(rows, axis=0).tolist())
+                          for (experiment, arm), rows in sorted(groups.items())]
+        return self._arms
 
 
 # --- as Prometheus metrics ---------------------------------------------------------------------------
