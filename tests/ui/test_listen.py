@@ -214,15 +214,15 @@ class AppProcess:
             [sys.executable, "-m", "app", "--port", self.url.rsplit(":", 1)[1], "--server-url", server_url],
             cwd=paths.REPO, env={**os.environ, VOTES_ENV: str(votes)}, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the app ended: {log.read_text()[-2000:]}"
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if requests.get(self.url, timeout=5).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"the app did not answer: {log.read_text()[-2000:]}")
+        self.kill()
+        raise RuntimeError(f"the app did not answer at {self.url}: {log.read_text()[-2000:]}")
 
     def kill(self) -> None:
         if self.process.poll() is None:
