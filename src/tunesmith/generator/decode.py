@@ -14,7 +14,12 @@ and does only the arithmetic:
   keys and values in place and attends to the filled part;
 * RMSNorm, SiLU, residual additions and ``scaled_dot_product_attention`` as the model's layers
   compute them, in the same order, so that the logits are bit for bit those of the model's own
-  forward pass (tested on the evaluation's tunes).
+  forward pass (tested on the evaluation's tunes). One caveat: torch's element-wise kernels run
+  whole vectors of floats and finish a row's remainder one float at a time, with a last-bit
+  difference in a few functions (``exp`` in SiLU). Here the joined projections split rows
+  differently from the model's separate ones, so bit-for-bit holds when the widths (hidden,
+  MLP, heads x head size) are multiples of the vector width, 32 floats, as in the shipped
+  checkpoints; otherwise a logit may differ in its last bit.
 
 Grouped-query attention (fewer key/value heads than query heads), tied or separate output
 weights and projection biases follow the checkpoint's config; anything else the Llama config can

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.generator.decode import LlamaStep, UnsupportedModel
 
@@ -336,6 +335,10 @@ class TuneGenerator:
         Returns:
             The generator, in eval mode.
         """
+        # imported here: a process that only imports this module (MLServer's main process imports
+        # every runtime module, the workers load the models) skips transformers' model classes
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         if threads:
             torch.set_num_threads(int(threads))
         model = AutoModelForCausalLM.from_pretrained(str(path_or_id))
