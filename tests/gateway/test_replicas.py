@@ -20,6 +20,7 @@ import requests
 from tunesmith import paths
 from tunesmith.serving.launcher import free_port
 from tunesmith.workshop.bench_replicas import (
+    SERVER,
     Traffic,
     kill_replica,
     metric_samples,
@@ -31,15 +32,7 @@ from tunesmith.workshop.bench_replicas import (
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-MANIFESTS = """\
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata:
-  name: tunesmith
-spec:
-  serverConfig: mlserver
-  replicas: 2
-  capabilities: [tunesmith, mlserver, python]
+MANIFESTS = SERVER + """\
 ---
 apiVersion: mlops.seldon.io/v1alpha1
 kind: Model

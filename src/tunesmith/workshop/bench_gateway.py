@@ -68,15 +68,20 @@ class RunningGateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the gateway exited with {self.process.returncode}: {' '.join(self.command)}")
             try:
-                pipelines = requests.get(self.url + "/v2/pipelines", timeout=2).json()
-                names = [p["name"] if isinstance(p, dict) else p for p in pipelines.get("pipelines", pipelines)]
-                if names and all(requests.get(f"{self.url}/v2/pipelines/{n}/ready", timeout=2).status_code == 200
-                                 for n in names):
+                if self.ready():
                     return self
             except (requests.RequestException, ValueError, AttributeError, TypeError):
                 pass
             time.sleep(0.5)
-        raise RuntimeError("the gateway's pipelines were not ready within 300 s")
+        self.__exit__()
+        raise RuntimeError(f"the gateway was not ready within 300 s: {' '.join(self.command)}")
+
+    def ready(self) -> bool:
+        """Whether the bench can start: here, every pipeline ready (a bench of other things overrides it)."""
+        pipelines = requests.get(self.url + "/v2/pipelines", timeout=2).json()
+        names = [p["name"] if isinstance(p, dict) else p for p in pipelines.get("pipelines", pipelines)]
+        return bool(names) and all(requests.get(f"{self.url}/v2/pipelines/{n}/ready", timeout=2).status_code == 200
+                                   for n in names)
 
     def __exit__(self, *exc) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -32,7 +31,6 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tunesmith import paths
 from tunesmith.gateway.replicas import replica_pid
 from tunesmith.workshop.bench_gateway import RunningGateway
 
@@ -250,22 +248,9 @@ class _ReplicaGateway(RunningGateway):
         super().__init__(manifests, models)
         self.replicas = replicas
 
-    def __enter__(self) -> "_ReplicaGateway":
-        self.process = subprocess.Popen(self.command, cwd=paths.REPO, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.process.returncode}: {' '.join(self.command)}")
-            try:
-                ready = replica_ready(self.url)
-                if len(ready) == self.replicas and all(ready.values()):
-                    return self
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.5)
-        self.__exit__()
-        raise RuntimeError(f"{GENERATOR} was not ready on {self.replicas} replica(s) within 300 s")
+    def ready(self) -> bool:
+        ready = replica_ready(self.url)
+        return len(ready) == self.replicas and all(ready.values())
 
 
 def _load(url: str, clients: int, per_client: int) -> tuple[float, list[float], int]:
