@@ -238,3 +238,22 @@ def test_make_eval_realism_prints_the_table_and_saves_the_plots(tmp_path, capsys
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["ab"]["a"] == "v1" and len(saved["ab"]["rows"]) == len(judge.MEASURES)
     assert (tmp_path / "features.png").stat().st_size > 10_000 and (tmp_path / "measures.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_eval_realism_judges_the_arms_of_a_request_log(tmp_path, capsys):
+    from tunesmith.gateway.requestlog import Record, RequestLog
+    from tunesmith.realism import report
+
+    log = RequestLog(tmp_path / "requests.sqlite")
+    tunes = samples.reference(per_rhythm=2, bars=8).tunes  # real tunes stand in for the arms' answers
+    for i, tune in enumerate(tunes * 2):
+        arm = f"tune-generator-v{1 + i % 2}"
+        log.append(Record(float(i), f"r{i}", "model", arm, "ab", arm, False, 200, 10.0, {}, {"abc": [tune]}))
+    log.append(Record(99.0, "other", "model", "tune-generator-v1", "canary", "tune-generator-v1", False, 200, 10.0,
+                      {}, {"abc": [JIG]}))
+    result = report.main(["--log", str(log.path), "--experiment", "ab", "--per-rhythm", "2", "--bars", "8",
+                          "--resamples", "10", "--no-plots", "--no-listen", "--out", str(tmp_path / "out")])
+    assert list(result["sets"]) == ["real", "tune-generator-v1", "tune-generator-v2"]
+    assert [result["sets"][arm]["n"] for arm in ("tune-generator-v1", "tune-generator-v2")] == [8, 8]
+    assert "Verdict: " in capsys.readouterr().out

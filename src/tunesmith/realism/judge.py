@@ -10,7 +10,9 @@ truly comes from the real distribution scores at this sample size) and for every
   performances and of the real tunes' (:mod:`tunesmith.realism.listening`);
 * **rhythm heard as asked** - the share of performances the classifier hears as the rhythm asked for;
 * **copies the corpus** - the share of tunes that share a run of 48 notes with a corpus tune
-  outside the test split (:class:`tunesmith.generator.critic.NoveltyIndex`, as the critic judges);
+  outside the test split (:class:`tunesmith.generator.critic.NoveltyIndex`, as the critic judges).
+  Real test tunes score above zero here: the collections hold other settings of the same tunes,
+  which the corpus split (by each tune's exact notes) may put in the training split;
 * **copies its own set** - the share that share such a run with another tune of the same set:
   a generator that keeps writing the same tune (*mode collapse*) scores high.
 

@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="first generation seed and the resampling seed")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for report.json and the plots")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-listen", action="store_true",
+                        help="skip the classifier's measures (Fréchet distance, rhythm heard): no audio is rendered")
     parser.add_argument("--quick", action="store_true", help="3 real tunes per rhythm, 50 resamples")
     args = parser.parse_args(argv)
     if args.quick:
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         arms = generate_arms(dict(args.arm) if args.arm else default_arms(), real, args.seed, args.bars)
     generated = time.perf_counter() - started
-    report = evaluate(real, arms, resamples=args.resamples, seed=args.seed)
+    report = evaluate(real, arms, resamples=args.resamples, seed=args.seed, listen=not args.no_listen)
     report["seconds"] = {"generate": round(generated, 1), **report["seconds"]}
     report["settings"] = {"bars": args.bars, "per_rhythm": args.per_rhythm, "seed": args.seed,
                           "log": str(args.log) if args.log else None, "experiment": args.experiment}
