@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import InferenceRequest, InferenceResponse
 
 from tunesmith import paths
@@ -90,6 +91,7 @@ MAX_BACKOFF_S = 30.0
 STOPPED_ON_PURPOSE = {0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 """Exit codes of an MLServer that was asked to stop (``make stop``): the gateway stops with it."""
 INDEX_PATH = "/v2/repository/index"
+READY_PATH = "/v2/health/ready"
 _MODEL_PATH = re.compile(r"^/v2/models/([^/]+)")
 _STATE_ORDER = {"READY": 0, "LOADING": 1, "UNAVAILABLE": 2}
 
@@ -270,9 +272,15 @@ class ReplicaPool:
     async def request(self, method: str, path: str, *, body: bytes | None = None,
                       headers: dict[str, str] | None = None, timeout_s: float | None = None) -> HttpReply:
         """One REST call: ``/v2/models/<m>/...`` to a replica of ``m`` (retried as the module says),
-        the repository index merged over the replicas, anything else to :meth:`primary`."""
+        the repository index merged over the replicas, readiness asked of every replica (ready when
+        all are), anything else to :meth:`primary`."""
         if path == INDEX_PATH:
             return self._merged_index()
+        if path == READY_PATH:
+            if not all(r.running() for r in self.replicas):  # one is restarting: not ready, as MLServer says it (400)
+                return HttpReply(400, [], b"")
+            replies = await asyncio.gather(*(r.upstream.request(method, path, timeout_s=timeout_s) for r in self.replicas))
+            return next((reply for reply in replies if reply.status != 200), replies[0])
         match = _MODEL_PATH.match(path)
         if match is None or not self.holders(match.group(1)):  # not a Model of the manifests: MLServer's own answer
             return await self.primary().upstream.request(method, path, body=body, headers=headers, timeout_s=timeout_s)
@@ -431,7 +439,12 @@ class _RoutingStub:
         return await self.pool.primary().upstream.stub.ServerLive(request, metadata=metadata, timeout=timeout)
 
     async def ServerReady(self, request, metadata=None, timeout=None):
-        return await self.pool.primary().upstream.stub.ServerReady(request, metadata=metadata, timeout=timeout)
+        """Ready when every replica is (one that is restarting is not)."""
+        if not all(r.running() for r in self.pool.replicas):
+            return pb.ServerReadyResponse(ready=False)
+        replies = await asyncio.gather(*(r.upstream.stub.ServerReady(request, metadata=metadata, timeout=timeout)
+                                         for r in self.pool.replicas))
+        return next((reply for reply in replies if not reply.ready), replies[0])
 
     async def ServerMetadata(self, request, metadata=None, timeout=None):
         return await self.pool.primary().upstream.stub.ServerMetadata(request, metadata=metadata, timeout=timeout)
