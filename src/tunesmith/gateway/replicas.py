@@ -27,7 +27,9 @@ What the gateway does on one machine:
   with two replicas); ties are broken at random.
 * **Health**: each replica's repository index is read every second (4 times a second while it
   starts): a model is in rotation on a replica while that replica lists it ``READY``. A replica
-  that refuses or drops a connection is taken out of rotation at once, until the next check.
+  that refuses or drops a connection is taken out of rotation at once, until the next check. The
+  gateway's ``/v2/health/ready`` (and gRPC ``ServerReady``) is every replica's: not ready while
+  one restarts, as one MLServer is not ready while one of its models loads.
 * **Retry**, as envoy's route: a REST call that got no answer (connection refused or reset) or a
   5xx, and a gRPC call that ended ``UNAVAILABLE`` (a reset; envoy's ``5xx`` sees other gRPC
   errors as HTTP 200 with a ``grpc-status`` trailer, so they are not retried there either), is
