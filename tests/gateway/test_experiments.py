@@ -5,7 +5,8 @@ One gateway serves the module. Its Models are the synthesizer's folder three tim
 pipelines, and four Experiments, one per idea, as Seldon's ``samples/experiments/`` keeps them:
 ``split`` (70/30), ``shadow`` (a 100 % mirror), ``canary`` (``default``, 90/10, changed under
 traffic) and ``plays`` (``resourceType: pipeline``). Every request lands in the request log, which
-the tests read as stage 3's judge does.
+the tests read as stage 3's judge does; the last test kills the gateway outright (SIGKILL) and
+finds every answered request in it.
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def gateway(platform_models, tmp_path_factory):
         for pipeline in ("play-a", "play-b"):
             wait_for(f"{url}/v2/pipelines/{pipeline}/ready", process, log)
         wait_for(f"{url}/v2/models/synth-c/ready", process, log)
-        yield url, f"127.0.0.1:{grpc_port}", folder / "manifests", requestlog.RequestLog(request_log), log
+        yield url, f"127.0.0.1:{grpc_port}", folder / "manifests", requestlog.RequestLog(request_log), log, process
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:  # the last test kills it outright
+            process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         for run in (paths.RUN / name, paths.RUN / f"{name}-mlserver"):
             shutil.rmtree(run, ignore_errors=True)
@@ -181,7 +183,7 @@ async def _many(url: str, n: int, headers: dict, concurrency: int = 8) -> list[h
 @pytest.mark.server
 @pytest.mark.slow
 def test_a_thousand_requests_split_70_30(gateway):
-    url, _, _, log, _ = gateway
+    url, _, _, log, *_ = gateway
     replies = asyncio.run(_many(url, 1000, {"seldon-model": "split.experiment"}))
     assert all(r.status_code == 200 for r in replies)
     routes = collections.Counter(r.headers["x-seldon-route"] for r in replies)
@@ -265,7 +267,7 @@ def test_a_pipeline_experiment_and_a_default_model(http):
 @pytest.mark.server
 @pytest.mark.slow
 def test_a_canary_is_promoted_and_rolled_back_under_traffic(gateway, http):
-    url, _, folder, _, _ = gateway
+    url, _, folder, *_ = gateway
     file = folder / "experiments" / "canary.yaml"
     original = file.read_text()
 
@@ -332,3 +334,17 @@ def test_a_broken_edit_is_not_applied_and_serving_goes_on(gateway, http):
     finally:
         file.write_text(original)
     assert http.post("/v2/experiments/reload", json={}).status_code == 200
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_gateway_killed_outright_keeps_every_answered_request(gateway, http):
+    """SIGKILL: no shutdown, no flush. Every request answered before it is in the log, but perhaps the last."""
+    log, process = gateway[3], gateway[5]
+    for i in range(20):
+        assert http.post("/v2/models/synth-b/infer", json=BODY, headers={"x-request-id": f"kill-{i}"}).status_code == 200
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    kept = [r.request_id for r in log.records(target="synth-b") if r.request_id.startswith("kill-")]
+    assert kept[:19] == [f"kill-{i}" for i in range(19)] and len(kept) >= 19  # at most the one in flight lost
+

@@ -21,14 +21,12 @@ Timings are whole calls as a client sees them (``time.perf_counter`` around a ke
 from __future__ import annotations
 
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-from tunesmith import paths
 from tunesmith.workshop.bench_gateway import RunningGateway, _percentile
 
 THINK_S = 2.0
@@ -75,20 +73,8 @@ class _ShadowGateway(RunningGateway):
         super().__init__(manifests, models)
         self.command += ["--request-log", str(request_log)]
 
-    def __enter__(self) -> "_ShadowGateway":
-        self.process = subprocess.Popen(self.command, cwd=paths.REPO, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.process.returncode}: {' '.join(self.command)}")
-            try:
-                if all(requests.get(f"{self.url}/v2/models/{m}/ready", timeout=2).status_code == 200 for m in MODELS):
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("the generators were not ready within 300 s")
+    def ready(self) -> bool:
+        return all(requests.get(f"{self.url}/v2/models/{m}/ready", timeout=2).status_code == 200 for m in MODELS)
 
 
 def _client(url: str, experiments: tuple[str, ...], n: int, bars: int, think_s: float) -> dict[str, list[float]]:
