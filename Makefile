@@ -41,9 +41,11 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	@echo "Extracting the ABC corpus from music21 into data/abc/ (once, about a minute; make data does it again)"
+	$(TUNESMITH) data > /dev/null
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install everything (runs once; again when requirements change)
+setup: $(STAMP) ## Create .venv, install everything, extract the corpus (runs once; again when requirements change)
 
 serve: setup ## Run MLServer on your models/ in this terminal (Ctrl-C stops it)
 	$(TUNESMITH) serve --models models --name serve $(PORTS)
@@ -116,6 +118,10 @@ eval: setup ## Print quality tables: both generator versions, the transcriber, t
 .PHONY: votes
 votes: setup ## Print the listening test's statistics and write every vote to build/votes.csv
 	$(PY) -m tunesmith.listening.votes --csv build/votes.csv
+
+.PHONY: timings
+timings: setup ## Print how long each notebook and stage takes a learner: core path and optional deep dives
+	$(TUNESMITH) timings
 
 bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier), worker, gateway, replica and mirror tables
 	$(TUNESMITH) bench

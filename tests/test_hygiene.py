@@ -17,7 +17,7 @@ from tunesmith import paths
 from tunesmith.workshop import stages
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
-KNOWN_TAGS = {stages.TAG, "solution", "skip-ci"}
+KNOWN_TAGS = {stages.TAG, "solution", "skip-ci", "optional"}  # optional: a deep dive outside the core path
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

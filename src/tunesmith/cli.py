@@ -14,6 +14,7 @@ command runs: ``tunesmith --help`` and ``tunesmith stop`` answer without loading
     tunesmith train generator | style [...]   # retrain a model
     tunesmith eval [generator | transcriber | style | realism] [...]
     tunesmith bench
+    tunesmith timings                         # minutes per notebook and stage (make timings)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "stage": ("tunesmith.workshop.stages", [], "rebuild a models folder as at the start of a stage (stage-1 ... solution)"),
     "data": ("tunesmith.music.corpus", [], "extract the ABC corpus from music21 and split it by tune"),
     "bench": ("tunesmith.workshop.bench", [], "print the latency, batching and worker tables"),
+    "timings": ("tunesmith.workshop.timings", [], "print how long each notebook and stage takes a learner (--write: into README and headers)"),
 }
 TRAINERS = {
     "generator": "tunesmith.generator.train",

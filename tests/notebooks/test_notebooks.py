@@ -8,14 +8,19 @@ gets free ports through ``HTTP_PORT``/``GRPC_PORT``/``METRICS_PORT``, the variab
 the notebooks start cannot clash with anything else running. Every cell runs, exercises' solutions
 included, except the cells tagged ``skip-ci`` (e.g. one that blocks to keep the UI open); the server
 and the gateway are stopped at the end, also when a notebook fails.
+
+Each cell's run time is recorded into ``build/timings/cells.json`` (notebook -> cell -> seconds),
+which ``make timings`` reads to estimate how long each notebook takes a learner.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -24,7 +29,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from tunesmith import offline, paths
-from tunesmith.workshop import stages
+from tunesmith.workshop import stages, timings
 from tunesmith.serving.launcher import free_port, stop_pid_file
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.server, pytest.mark.slow]
@@ -32,6 +37,21 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.server, pytest.mark.slow]
 NOTEBOOKS = [nb.path for nb in stages.notebooks()]
 CELL_TIMEOUT = 120  # seconds per cell; every cell is meant to run in seconds on 2 cores
 SKIP_TAG = "skip-ci"
+
+
+def record_cell_seconds(name: str, nb: nbformat.NotebookNode, record: Path = timings.MEASURED) -> None:
+    """Add one executed notebook's per-cell run times (nbclient's timestamps) to ``record``,
+    keyed by :func:`tunesmith.workshop.timings.cell_key` (cell id and source digest)."""
+    cells = {}
+    for cell in nb.cells:
+        stamps = cell.metadata.get("execution", {})
+        if cell.cell_type == "code" and "iopub.status.busy" in stamps and "shell.execute_reply" in stamps:
+            began, ended = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00")) for k in ("iopub.status.busy", "shell.execute_reply"))
+            cells[timings.cell_key(cell)] = round((ended - began).total_seconds(), 2)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    recorded[name] = cells
+    record.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
 
 
 class Workspace:
@@ -76,6 +96,7 @@ class Workspace:
         finally:
             self.seconds[source.name] = time.monotonic() - start
             self.executed.append(source.name)
+            record_cell_seconds(source.name, nb)
             nbformat.write(nb, target)  # the executed copy, outputs included, for a look after a failure
 
     def catch_up_to(self, source: Path) -> None:
