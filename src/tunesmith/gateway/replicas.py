@@ -16,7 +16,7 @@ What the gateway does on one machine:
 
 * **Replica i is one MLServer process** (``.run/<name>-mlserver`` for replica 0,
   ``.run/<name>-mlserver-<i>`` for the others), replica i of every Server at once: replica 0 serves
-  every Model, as the single MLServer did, and replica i > 0 the Models with ``replicas`` > i. One
+  every Model (with no replicas it is the only one), and replica i > 0 the Models with ``replicas`` > i. One
   process per server replica rather than per model replica, as in Seldon: the shared libraries
   (torch, librosa, music21) are loaded once per process, so a second replica of the generator costs
   one more process, not one per model. Seldon spreads single-replica Models over the replicas by
@@ -36,14 +36,15 @@ What the gateway does on one machine:
   sent again to another replica at once, never to one already tried, up to 5 retries. The failed
   replica is out of rotation, so the 0.5 s back-off envoy needs (it may pick the same host) is not
   needed. Never retried: 4xx (the request is wrong everywhere) and timeouts (a slow model may still
-  be computing; a second copy would double the load). Inference is idempotent here (the same inputs
-  and seed give the same tune), so a retry cannot do anything twice that matters.
+  be computing; a second copy would double the load). A model call here changes nothing (with the
+  same seed it gives the same tune), so a call that ran on the dead replica and runs again on
+  another does nothing twice that matters.
 * **Restart**: a replica whose process ends on its own (SIGKILL, a crash, the kernel's OOM killer)
   is restarted on the same ports; what it left (its inference workers) is ended with its process
   group first. It loads its models at start (``load_models_at_startup``) and rejoins when the
   health check finds them ready. A replica that keeps dying before it is ready waits 1, 2, 4... up
   to 30 s between starts (Kubernetes' CrashLoopBackOff). A replica stopped on purpose
-  (SIGTERM, SIGINT, SIGHUP or exit code 0: ``make stop``) stops the gateway instead, as before.
+  (SIGTERM, SIGINT, SIGHUP or exit code 0: ``make stop``) stops the gateway instead.
 * ``minReplicas`` and ``maxReplicas`` turn on autoscaling in Seldon (by inference lag); the gateway
   does not autoscale, so it refuses them (:data:`tunesmith.gateway.manifests.FIELDS`).
 
