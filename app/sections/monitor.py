@@ -22,6 +22,7 @@ import gradio as gr
 import pandas as pd
 
 from app.common import AppContext
+from tunesmith.monitoring import drift
 from tunesmith.monitoring.drift import THRESHOLD
 from tunesmith.monitoring.snapshot import Snapshot, mean_between, per_second
 
@@ -35,6 +36,9 @@ METRICS_URL_ENV = "TUNESMITH_METRICS_URL"
 VOTES = {"arm": "str", "picked %": "float", "votes": "float"}
 MEASURE_NAMES = {"bars_right": "bars right", "novel": "new", "critic_score": "critic"}
 DRIFT_MODEL = "drift-detector"
+PROMPT_MONITOR = "prompt-monitor"
+"""The pipeline of notebook 3.7 that sends every prompt to the drift detector as a side step."""
+TRAFFIC = ("normal", "metal", "speech", "noise")
 
 
 def frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
@@ -166,6 +170,25 @@ def refresh(server_url: str, seldon: bool, history: list[Snapshot] | None):
     return history, message, tables["requests"], tables["rates"], tables["latency"], tables["drift"], quality_table(), votes
 
 
+def send_prompts(server_url: str, kind: str, n: int = 10, seldon: bool = True) -> str:
+    """Send ``n`` prompts of one kind (``normal``: written like the reference's; ``metal``, ``speech``,
+    ``noise``: off-distribution) through the ``prompt-monitor`` pipeline, so the drift plot has
+    something to show; returns what happened, in one line."""
+    from tunesmith.serving.client import ClientError, MusicClient
+
+    prompts = (drift.reference_prompts(n, split="test", seed=int(time.time()) % 1000) if kind == "normal"
+               else drift.off_distribution(kind, n, seed=int(time.time()) % 1000))
+    client = MusicClient(server_url, seldon=seldon)
+    try:
+        for prompt in prompts:
+            client.pipeline(PROMPT_MONITOR, prompt=[prompt])
+    except ClientError as exc:
+        return f"The `{PROMPT_MONITOR}` pipeline did not answer: {exc}"
+    finally:
+        client.close()
+    return f"Sent {len(prompts)} {kind} prompts through `{PROMPT_MONITOR}`; the next readings show the detector's verdict."
+
+
 def build(ctx: AppContext) -> None:
     gr.Markdown(
         "The platform as an operator sees it, read from the same `/metrics` endpoints Prometheus scrapes "
@@ -174,6 +197,10 @@ def build(ctx: AppContext) -> None:
     )
     history = gr.State([])
     message = gr.Markdown(elem_classes=["status-line"])
+    with gr.Row():
+        kind = gr.Radio(list(TRAFFIC), value="normal", label="Try the drift detector: prompts to send", scale=3)
+        send = gr.Button("Send 10 prompts", scale=1)
+    sent = gr.Markdown(elem_classes=["status-line"])
     with gr.Row():
         requests_plot = gr.BarPlot(x="arm", y="requests", color="result", label="Requests and errors per arm",
                                    color_map={"answered": "#16a34a", "refused": "#f59e0b", "server error": "#dc2626"},
@@ -197,6 +224,8 @@ def build(ctx: AppContext) -> None:
     def update(state):
         return refresh(ctx.server_url, ctx.seldon, state)
 
+    send.click(lambda chosen: send_prompts(ctx.server_url, chosen, seldon=ctx.seldon), kind, sent,
+               api_visibility="private", concurrency_limit=1)
     timer = gr.Timer(REFRESH_S)
     timer.tick(update, inputs=[history], outputs=outputs, api_visibility="private", show_progress="hidden")
     ctx.demo.load(update, inputs=[history], outputs=outputs, api_visibility="private", show_progress="hidden")

@@ -54,3 +54,10 @@ def test_the_plots_show_arms_latency_drift_and_quality(monitored_platform, monke
     scored = quality[quality["arm"].str.startswith("gen-ab: ")]
     assert set(scored["measure"]) == {"bars_right", "novel", "critic_score"}
     assert scored["mean"].between(0, 1).all() and scored["tunes"].sum() >= 3 * 3  # three measures per arm row
+
+
+def test_its_buttons_send_prompts_through_the_prompt_monitor(monitored_platform):
+    monitor = app_module("app.sections.monitor")
+    line = monitor.send_prompts(monitored_platform.http_url, "speech", n=3)
+    assert line.startswith("Sent 3 speech prompts through `prompt-monitor`"), line
+    assert "did not answer" in monitor.send_prompts("http://127.0.0.1:9", "normal", n=1)
