@@ -5,8 +5,10 @@ What serves the models depends on what the platform holds:
 * with Seldon Core v2 manifests beside the models folder (``build/platform/manifests/``, written by
   stage 3's notebooks), ``tunesmith gateway`` serves them on the public HTTP and gRPC ports: every
   Model and every Pipeline behind one address, as Seldon's mesh does on a cluster, with MLServer
-  inside on ports of its own. The UI talks Seldon to it (``TUNESMITH_SELDON=1``) and starts as soon
-  as the gateway answers, while the models are still loading (its status line says which are ready);
+  inside on ports of its own. The UI talks Seldon to it (``TUNESMITH_SELDON=1``) and starts at the
+  same moment as the gateway, not after it: both take seconds to import their libraries, and on a
+  2-core laptop doing it side by side is what makes the platform usable soonest. Until the gateway
+  answers, and while the models load, the UI says so (its status line says which are ready);
 * without manifests, one MLServer serves the models folder on those ports, and the UI starts once
   every model is loaded.
 
@@ -34,7 +36,6 @@ from typing import Callable
 import requests
 
 from tunesmith import paths
-from tunesmith.serving.client import GRPC_ENV, SELDON_ENV, URL_ENV
 from tunesmith.serving.launcher import DEFAULT_SETTINGS, Server, ServerError
 from tunesmith.serving.lifetime import Stopped, end_with_parent, stop_on_signals
 
@@ -81,11 +82,17 @@ def _stop_gateway(gateway: subprocess.Popen | None, timeout: float = GATEWAY_STO
         gateway.wait()
 
 
-def _start_ui(host: str, port: int, server_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start_ui(host: str, port: int, server_url: str, seldon_grpc: str | None = None) -> subprocess.Popen:
+    """The UI on ``host:port`` calling ``server_url`` (a Seldon endpoint with gRPC at ``seldon_grpc``, if given)."""
+    # Imported here, after the server has been started: the client module pulls in MLServer's codecs
+    # (a second or more of imports), and the launcher needs it only for the UI's variable names.
+    from tunesmith.serving.client import GRPC_ENV, SELDON_ENV, URL_ENV
+
+    env = {URL_ENV: server_url, **({SELDON_ENV: "1", GRPC_ENV: seldon_grpc} if seldon_grpc else {})}
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--host", host, "--port", str(port)],
         cwd=paths.REPO,
-        env={**os.environ, URL_ENV: server_url, **(env or {})},
+        env={**os.environ, **env},
         preexec_fn=end_with_parent,
     )
 
@@ -140,10 +147,10 @@ def run_gateway(args: argparse.Namespace, manifests: Path) -> int:
         print(f"Seldon manifests in {manifests}: the gateway serves their models and pipelines on {url} "
               f"(gRPC {grpc_address})", flush=True)
         gateway = subprocess.Popen(command, cwd=paths.REPO, start_new_session=True, preexec_fn=end_with_parent)
-        _wait_for_gateway(gateway, url)
-        ui = _start_ui(args.host, args.ui_port, url, {SELDON_ENV: "1", GRPC_ENV: grpc_address})
-        print(f"UI on http://{args.host}:{args.ui_port}, answering while the models load  "
+        ui = _start_ui(args.host, args.ui_port, url, seldon_grpc=grpc_address)
+        print(f"UI on http://{args.host}:{args.ui_port}, answering while the gateway starts and the models load  "
               f"(Ctrl-C stops the UI and the gateway)", flush=True)
+        _wait_for_gateway(gateway, url)
         return _until_the_ui_ends(ui, lambda: gateway.poll() is not None and
                                   f"the gateway exited with code {gateway.returncode}")
     except ServerError as exc:
