@@ -39,6 +39,8 @@ DRIFT_MODEL = "drift-detector"
 PROMPT_MONITOR = "prompt-monitor"
 """The pipeline of notebook 3.7 that sends every prompt to the drift detector as a side step."""
 TRAFFIC = ("normal", "metal", "speech", "noise")
+P_VALUE = "p-value"
+THRESHOLD_SERIES = f"threshold {THRESHOLD:g}"
 
 
 def frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
@@ -124,10 +126,11 @@ def readings(history: list[Snapshot]) -> dict[str, pd.DataFrame]:
     for before, after in zip(history, history[1:]):
         for (model,), (mean, n) in mean_between(before, after, "drift_p_value_sum", "drift_p_value_count",
                                                 ("model_name",)).items():
-            drift_rows.append({"seconds": round(after.at - start, 1), "series": f"{model} p-value", "p": round(mean, 4)})
+            series = P_VALUE if model == DRIFT_MODEL else f"{P_VALUE} ({model})"
+            drift_rows.append({"seconds": round(after.at - start, 1), "series": series, "p": round(mean, 4)})
     if drift_rows:
         ends = (0.0, round(now.at - start, 1))
-        drift_rows += [{"seconds": t, "series": f"threshold {THRESHOLD:g}", "p": THRESHOLD} for t in ends]
+        drift_rows += [{"seconds": t, "series": THRESHOLD_SERIES, "p": THRESHOLD} for t in ends]
     drift_frame = frame(drift_rows, {"seconds": "float", "series": "str", "p": "float"})
     return {"requests": requests_per_arm, "rates": rates, "latency": latency, "drift": drift_frame}
 
@@ -212,7 +215,7 @@ def build(ctx: AppContext) -> None:
                                   x_title="", y_title="ms per call", height=280, sort="-y", x_label_angle=-30)
         drift_plot = gr.LinePlot(x="seconds", y="p", color="series", label="Prompt drift: mean p-value per reading",
                                  x_title="seconds since the page opened", y_title="p-value", y_lim=[0, 1], height=280,
-                                 color_map={f"threshold {THRESHOLD:g}": "#dc2626"})
+                                 color_map={P_VALUE: "#2563eb", THRESHOLD_SERIES: "#dc2626"})
     with gr.Row():
         quality_plot = gr.BarPlot(x="bar", y="mean", color="measure", label="Quality per arm (request log, tune critic)",
                                   x_title="", y_title="mean (0-1)", y_lim=[0, 1], height=280, sort="x",

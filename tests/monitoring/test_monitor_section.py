@@ -49,7 +49,7 @@ def test_the_plots_show_arms_latency_drift_and_quality(monitored_platform, monke
     assert any(arm.startswith("gen-ab: tune-generator-v") for arm in arms["arm"]) and "refused" in set(arms["result"])
     assert {"model drift-detector", "prompt-monitor / drift-detector", "prompt-monitor / prompt-encoder"} <= set(latency["where"])
     assert (rates["requests/s"] > 0).any()
-    p_values = drift_frame[drift_frame["series"] == "drift-detector p-value"]["p"]
+    p_values = drift_frame[drift_frame["series"] == "p-value"]["p"]
     assert len(p_values) == 1 and 0 < p_values.iloc[0] <= 1
     scored = quality[quality["arm"].str.startswith("gen-ab: ")]
     assert set(scored["measure"]) == {"bars_right", "novel", "critic_score"}
