@@ -123,7 +123,7 @@ votes: setup ## Print the listening test's statistics and write every vote to bu
 timings: setup ## Print how long each notebook and stage takes a learner: core path and optional deep dives
 	$(TUNESMITH) timings
 
-bench: setup ## Print latency (in-process vs REST vs gRPC), batching (generator, classifier), worker, gateway, replica and mirror tables
+bench: setup ## Print decode-loop, cold-start, latency (in-process vs REST vs gRPC), batching, worker, gateway, replica and mirror tables
 	$(TUNESMITH) bench
 
 stage-1: setup ## Reset models/ to the start of stage 1 (your models/ is backed up first)
