@@ -28,10 +28,10 @@ from tunesmith.serving.launcher import free_port, port_in_use
 
 SELDON_MODELS = {
     "synthesizer", "prompt-encoder", "tune-generator-v1", "tune-generator-v2", "audio-fx", "transcriber",
-    "style-classifier", "tune-critic", "brief", "tune-critic-strict",
+    "style-classifier", "tune-critic", "brief", "tune-critic-strict", "drift-detector",
 }
 """Every Seldon Model of stage 3's manifests, all behind the one gateway `make up` starts."""
-PIPELINES = {"studio", "studio-retry", "hum"}
+PIPELINES = {"studio", "studio-retry", "hum", "prompt-monitor"}
 STAGE_2_MODELS = {
     ("synthesizer", "v1"), ("tune-generator", "v1"), ("tune-generator", "v2"), ("prompt-encoder", "v1"),
     ("audio-fx", "v1"), ("transcriber", "v1"), ("style-classifier", "v1"),

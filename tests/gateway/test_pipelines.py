@@ -31,7 +31,7 @@ from tunesmith.transcriber.voice import excerpt_tune, voice_like
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-PIPELINES = ["hum", "studio", "studio-retry"]
+PIPELINES = ["hum", "prompt-monitor", "studio", "studio-retry"]
 KESH = "X:1\nT:The Kesh\nR:jig\nM:6/8\nL:1/8\nK:G\n|:G3 GAB|A3 ABd|edd gdd|edB dBA|G3 GAB|A3 ABd|edd gdB|AGF G3:|\n"
 
 
