@@ -4,7 +4,8 @@ Both loops of :class:`~tunesmith.generator.model.TuneGenerator` (see :mod:`tunes
 generate the same seeded tunes in one process, one torch thread (as the runtime serves them), at
 batch 1 and batch 16, and the table gives:
 
-* seconds per tune, and the fast loop's speed-up over the transformers loop in the same run;
+* seconds per tune (wall and CPU), and the fast loop's speed-up over the transformers loop in the
+  same run (the loops take turns, so load from other programs falls on both);
 * the share of decode time spent in the model's matrix products: the linear layers (projections,
   MLP, output layer) and, beside it, attention (``scaled_dot_product_attention``: the query-key
   and weight-value products with their softmax). They are timed by wrapping the two torch
@@ -64,46 +65,65 @@ def timed_products(seconds: dict[str, float]):
         F.scaled_dot_product_attention = originals["attention"]
 
 
-def _run(generator: TuneGenerator, batch: int, tunes: int, bars: int) -> tuple[list[str], float]:
-    """``tunes`` tunes (seeds 0, 1, ...) in batches of ``batch``; the tunes and the seconds taken."""
+def _run(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> tuple[list[str], float, float]:
+    """The tunes of ``seeds`` in batches of ``batch``; the tunes, wall seconds and CPU seconds taken."""
     header = parse_prompt(PROMPT)
+    seeds = list(seeds)
     out: list[str] = []
-    start = time.perf_counter()
-    for first in range(0, tunes, batch):
-        seeds = list(range(first, min(first + batch, tunes)))
-        out += generator.generate([header] * len(seeds), seeds, bars=bars)
-    return out, time.perf_counter() - start
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for first in range(0, len(seeds), batch):
+        chunk = seeds[first:first + batch]
+        out += generator.generate([header] * len(chunk), chunk, bars=bars)
+    return out, time.perf_counter() - wall, time.thread_time() - cpu
 
 
-def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1) -> list[dict]:
+def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1, rounds: int = 2) -> list[dict]:
     """Per tune time and matrix-product shares of each loop at each batch size.
+
+    The loops take turns (``rounds`` times each, a share of the tunes per turn), so a burst of load
+    from another program falls on both. CPU time (this thread's) is given beside wall time: it moves
+    less when other programs share the cores.
 
     Args:
         checkpoint: the generator checkpoint.
         tunes: batch size -> how many tunes to time at that batch size (a multiple of it).
         bars: bars per tune.
         threads: torch threads, as the runtime sets them.
+        rounds: turns per loop.
 
     Returns:
-        One dict per (batch, loop): ``batch``, ``loop``, ``seconds_per_tune``, ``linear_share``,
-        ``attention_share``, ``same_as_reference`` (the fast loop's tunes equal the transformers
-        loop's).
+        One dict per (batch, loop): ``batch``, ``loop``, ``tunes``, ``seconds_per_tune``,
+        ``cpu_seconds_per_tune``, ``linear_share``, ``attention_share``, ``same_as_reference`` (the
+        loop's tunes equal the transformers loop's).
     """
     torch.set_num_threads(threads)
     generator = TuneGenerator.from_pretrained(checkpoint)
     header = parse_prompt(PROMPT)
     rows = []
     for batch, count in tunes.items():
-        written = {}
-        for loop in reversed(LOOPS):  # the reference first
+        per_turn = max(batch, count // rounds // batch * batch)
+        turns = [range(first, min(first + per_turn, count)) for first in range(0, count, per_turn)]
+        written = {loop: [] for loop in LOOPS}
+        wall = dict.fromkeys(LOOPS, 0.0)
+        cpu = dict.fromkeys(LOOPS, 0.0)
+        for loop in LOOPS:
             generator.loop = loop
             generator.generate([header] * batch, list(range(10_000, 10_000 + batch)), bars=bars)  # warm-up
-            written[loop], elapsed = _run(generator, batch, count, bars)
+        for seeds in turns:
+            for loop in reversed(LOOPS):  # the reference first
+                generator.loop = loop
+                tunes_, w, c = _run(generator, batch, seeds, bars)
+                written[loop] += tunes_
+                wall[loop] += w
+                cpu[loop] += c
+        for loop in reversed(LOOPS):
+            generator.loop = loop
             seconds: dict[str, float] = {}
             with timed_products(seconds):
-                _, profiled = _run(generator, batch, count, bars)
+                _, profiled, _ = _run(generator, batch, range(count), bars)
             rows.append({
-                "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": elapsed / count,
+                "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": wall[loop] / count,
+                "cpu_seconds_per_tune": cpu[loop] / count,
                 "linear_share": seconds["linear"] / profiled, "attention_share": seconds["attention"] / profiled,
                 "same_as_reference": written[loop] == written[LOOPS[-1]],
             })
@@ -113,13 +133,15 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
 
 def format_table(rows: list[dict]) -> str:
     """Markdown: one row per (batch, loop), with the speed-up over the transformers loop at that batch."""
-    reference = {r["batch"]: r["seconds_per_tune"] for r in rows if r["loop"] == "transformers"}
-    lines = ["| batch | loop | tunes | s/tune | speed-up | linear layers | attention | same tunes |",
-             "|------:|------|------:|-------:|---------:|--------------:|----------:|:----------:|"]
+    reference = {r["batch"]: r for r in rows if r["loop"] == "transformers"}
+    lines = ["| batch | loop | tunes | s/tune | speed-up | CPU s/tune | CPU speed-up | linear layers | attention | same tunes |",
+             "|------:|------|------:|-------:|---------:|-----------:|-------------:|--------------:|----------:|:----------:|"]
     for r in rows:
-        speedup = reference[r["batch"]] / r["seconds_per_tune"]
+        base = reference[r["batch"]]
         lines.append(
-            f"| {r['batch']:>5} | {r['loop']:<12} | {r['tunes']:>5} | {r['seconds_per_tune']:6.3f} | {speedup:7.2f}x | "
+            f"| {r['batch']:>5} | {r['loop']:<12} | {r['tunes']:>5} | {r['seconds_per_tune']:6.3f} | "
+            f"{base['seconds_per_tune'] / r['seconds_per_tune']:7.2f}x | {r['cpu_seconds_per_tune']:10.3f} | "
+            f"{base['cpu_seconds_per_tune'] / r['cpu_seconds_per_tune']:11.2f}x | "
             f"{100 * r['linear_share']:12.0f}% | {100 * r['attention_share']:8.0f}% | "
             f"{'yes' if r['same_as_reference'] else 'NO':^10} |"
         )
@@ -144,7 +166,7 @@ def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int 
         checkpoint = Path(model_dir) / "weights"
     rows = measure(checkpoint, {1: tunes_at_1, 16: max(16, tunes_at_16 // 16 * 16)}, bars=bars)
     print(f"\nDecoding, {bars}-bar tunes ({PROMPT!r}), one torch thread: the fast loop against the transformers "
-          "loop, same seeds; matrix-product shares from a second, timed run\n")
+          "loop, same seeds, taking turns; matrix-product shares from a second, timed run\n")
     print(format_table(rows))
     by = {(r["batch"], r["loop"]): r for r in rows}
     speedup = by[(1, "transformers")]["seconds_per_tune"] / by[(1, "fast")]["seconds_per_tune"]
