@@ -112,7 +112,7 @@ train-v2: setup ## Retrain generator v2 (dance collections only) into checkpoint
 train-classifier: setup ## Retrain the style classifier into checkpoints/style-classifier (renders audio first)
 	$(TUNESMITH) train style
 
-eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier, generated vs real tunes (plots in build/realism/)
+eval: setup ## Print quality tables: both generator versions, the transcriber, the style classifier, generated vs real tunes (plots in build/realism/), drift false alarms and time to alarm
 	$(TUNESMITH) eval
 
 .PHONY: votes

@@ -48,6 +48,7 @@ EVALUATIONS = {
     "transcriber": "tunesmith.transcriber.evaluate",
     "style": "tunesmith.style.evaluate",
     "realism": "tunesmith.realism.report",
+    "drift": "tunesmith.monitoring.drift",
 }
 
 
