@@ -31,6 +31,7 @@ the reference. Both give the same tune, token for token, for the same header, se
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -91,6 +92,49 @@ class _RowState:
     finished: bool = False  # </s> has been written
 
 
+@functools.lru_cache(maxsize=8)
+def _token_tables(tokenizer) -> dict:
+    """Per-token facts :class:`BarConstraint` reads (shared, never written): lengths in ticks, bar
+    lines, triplet marks, pitches. Building them parses every token (about 20 ms), so it is done once
+    per tokenizer rather than once per call."""
+    vocab = tokenizer.get_vocab()
+    size = max(vocab.values()) + 1
+    length = np.full(size, -1, dtype=np.int64)  # ticks, -1 for non-notes
+    is_rest = np.zeros(size, dtype=bool)
+    for token, idx in vocab.items():
+        value = symbol_length(token)
+        if value is not None:
+            ticks = value * TICKS
+            if ticks.denominator == 1:
+                length[idx] = int(ticks)
+            is_rest[idx] = token.startswith("z")
+    note_mask = length > 0
+    letter = np.full(size, -1, dtype=np.int64)
+    number = np.zeros(size, dtype=np.int64)
+    explicit = np.full(size, 99, dtype=np.int64)
+    for token, idx in vocab.items():
+        m = CANON_NOTE_RE.match(token)
+        if m:
+            accidental, name, octave, _ = m.groups()
+            letter[idx] = LETTERS.index(name.upper())
+            number[idx] = _pitch_number(name, octave)
+            if accidental:
+                explicit[idx] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[accidental]
+    for array in (length, is_rest, note_mask, letter, number, explicit):
+        array.flags.writeable = False
+    return {
+        "length": length, "is_rest": is_rest, "note_mask": note_mask,
+        "bar_ids": {t: vocab[t] for t in BAR_TOKENS if t in vocab},
+        "tuplet_id": vocab.get(TUPLET),
+        "eos_id": tokenizer.eos_token_id,
+        "id_to_token": {i: t for t, i in vocab.items()},
+        # triplet notes sound for 2/3 of their written length: that must be a whole tick count
+        "tuplet_ok": note_mask & ((length * 2) % 3 == 0),
+        "min_note": int(length[note_mask].min()),
+        "letter": letter, "number": number, "explicit": explicit,
+    }
+
+
 class BarConstraint:
     """Masks next-token scores so that every bar fills its meter (see the module docstring).
 
@@ -106,25 +150,8 @@ class BarConstraint:
     """
 
     def __init__(self, tokenizer, headers: list[Header], bars: int | list[int], key_weight: float = 0.0):
-        vocab = tokenizer.get_vocab()
-        size = max(vocab.values()) + 1
-        self.length = np.full(size, -1, dtype=np.int64)  # ticks, -1 for non-notes
-        self.is_rest = np.zeros(size, dtype=bool)
-        for token, idx in vocab.items():
-            length = symbol_length(token)
-            if length is not None:
-                ticks = length * TICKS
-                if ticks.denominator == 1:
-                    self.length[idx] = int(ticks)
-                self.is_rest[idx] = token.startswith("z")
-        self.bar_ids = {t: vocab[t] for t in BAR_TOKENS if t in vocab}
-        self.tuplet_id = vocab.get(TUPLET)
-        self.eos_id = tokenizer.eos_token_id
-        self.id_to_token = {i: t for t, i in vocab.items()}
-        self.note_mask = self.length > 0
-        # triplet notes sound for 2/3 of their written length: that must be a whole tick count
-        self.tuplet_ok = self.note_mask & ((self.length * 2) % 3 == 0)
-        self.min_note = int(self.length[self.note_mask].min())
+        # what each token is (length, bar line, pitch) depends on the vocabulary only: read once per tokenizer
+        self.__dict__.update(_token_tables(tokenizer))
         per_row = list(bars) if isinstance(bars, (list, tuple)) else [bars] * len(headers)
         self.states = [
             _RowState(bar=int(meter_length(h.meter) / UNIT * TICKS), bars_wanted=int(b))
@@ -133,17 +160,6 @@ class BarConstraint:
         # key prior: each note token's pitch class under the row's key signature and the
         # accidentals held in the current bar, scored by the key's Krumhansl-Kessler profile
         self.key_weight = float(key_weight)
-        self.letter = np.full(size, -1, dtype=np.int64)
-        self.number = np.zeros(size, dtype=np.int64)
-        self.explicit = np.full(size, 99, dtype=np.int64)
-        for token, idx in vocab.items():
-            m = CANON_NOTE_RE.match(token)
-            if m:
-                accidental, letter, octave, _ = m.groups()
-                self.letter[idx] = LETTERS.index(letter.upper())
-                self.number[idx] = _pitch_number(letter, octave)
-                if accidental:
-                    self.explicit[idx] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[accidental]
         self.signatures = []
         self.log_profiles = []
         for h in headers:
@@ -317,7 +333,7 @@ class TuneGenerator:
             loop = "transformers"
         self.loop = loop
         self._memo: dict[tuple, torch.Tensor] = {}  # state_key -> score row, for the fast loop
-        vocab = tokenizer.get_vocab()
+        self.vocab = vocab = tokenizer.get_vocab()  # a fresh dict per call of get_vocab(): read once
         self.meters = sorted(t[2:] for t in vocab if t.startswith("M:"))
         self.keys = sorted(t[2:] for t in vocab if t.startswith("K:"))
         self.rhythms = sorted(t[2:].replace("-", " ") for t in vocab if t.startswith("R:") and t != "R:none")
@@ -446,8 +462,7 @@ class TuneGenerator:
             symbols[-1] = "|"
         if not any(symbol_length(s) for s in symbols):
             raise ValueError("prefix has no notes")
-        vocab = self.tokenizer.get_vocab()
-        unknown = [s for s in symbols if s not in vocab]
+        unknown = [s for s in symbols if s not in self.vocab]
         if unknown:
             raise ValueError(f"prefix uses {unknown[0]!r}, which the model does not know")
         return symbols
@@ -537,7 +552,7 @@ class TuneGenerator:
         n = len(headers)
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         constraint = BarConstraint(self.tokenizer, headers, bars, key_weight=self.key_weight if constrained else 0.0)
-        vocab = self.tokenizer.get_vocab()
+        vocab = self.vocab
         plain_bars = [0] * n
         for row, opening in enumerate(openings):
             written = sum(symbol in BAR_TOKENS for symbol in opening)
@@ -558,7 +573,8 @@ class TuneGenerator:
                 )
             if not constrained and plain_bars[row] >= bars[row]:
                 raise ValueError(f"prefix already has {plain_bars[row]} bars; ask for more bars than that")
-        prompts = [header_ids(self.tokenizer, h) + [vocab[s] for s in opening] for h, opening in zip(headers, openings)]
+        header_prompts = {h: header_ids(self.tokenizer, h) for h in dict.fromkeys(headers)}  # rows often share one
+        prompts = [header_prompts[h] + [vocab[s] for s in opening] for h, opening in zip(headers, openings)]
         eos = self.tokenizer.eos_token_id
         special = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<pad>", "<s>", "<unk>")]
         header_tokens = [i for t, i in vocab.items() if t[:2] in ("M:", "K:", "R:")]
