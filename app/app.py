@@ -55,6 +55,7 @@ from tunesmith.serving.client import (
     EFFECTS,
     GENERATOR,
     SELDON_ENV,
+    STARTING_ENV,
     SYNTHESIZER,
     TRANSCRIBER,
     URL_ENV,
@@ -71,9 +72,6 @@ LATER_MODELS = (TRANSCRIBER, EFFECTS, CLASSIFIER)
 """Models of later stages: named in the status line once the server has them."""
 RECHECK_S = 3.0
 """Seconds between status checks while the server is starting or its models are loading."""
-STARTING_ENV = "TUNESMITH_SERVER_STARTING"
-"""Set to 1 by a launcher that opens the UI before the server answers (``tunesmith up``): until the
-server first answers, the status line then says it is starting rather than not running."""
 STARTING = "The inference server at {url} is starting… The sections appear as their models become ready."
 WATCH_S = 15.0
 """Seconds between status checks while some section waits for a model nobody is loading yet (a

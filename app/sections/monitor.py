@@ -25,6 +25,7 @@ from app.common import AppContext
 from tunesmith.monitoring import drift
 from tunesmith.monitoring.drift import THRESHOLD
 from tunesmith.monitoring.snapshot import Snapshot, mean_between, per_second
+from tunesmith.serving.client import METRICS_URL_ENV
 
 LABEL = "Monitor"
 NEEDS = ("drift-detector",)
@@ -32,7 +33,6 @@ NEEDS = ("drift-detector",)
 REFRESH_S = 5.0
 HISTORY = 60
 """Readings kept per browser session for the time plots: five minutes at :data:`REFRESH_S`."""
-METRICS_URL_ENV = "TUNESMITH_METRICS_URL"
 VOTES = {"arm": "str", "picked %": "float", "votes": "float"}
 MEASURE_NAMES = {"bars_right": "bars right", "novel": "new", "critic_score": "critic"}
 DRIFT_MODEL = "drift-detector"

@@ -70,6 +70,11 @@ URL_ENV = "TUNESMITH_SERVER_URL"
 GRPC_ENV = "TUNESMITH_GRPC_ADDRESS"
 SELDON_ENV = "TUNESMITH_SELDON"
 """Set to ``1`` (``tunesmith up`` does when it runs the gateway): clients talk Seldon unless told otherwise."""
+STARTING_ENV = "TUNESMITH_SERVER_STARTING"
+"""Set to 1 by a launcher that opens the UI before the server answers (``tunesmith up``): until the
+server first answers, the UI's status line says it is starting rather than not running."""
+METRICS_URL_ENV = "TUNESMITH_METRICS_URL"
+"""MLServer's own metrics endpoint, for the UI's Monitor section (else port ``$METRICS_PORT`` of the server)."""
 
 GENERATOR = "tune-generator"
 SYNTHESIZER = "synthesizer"

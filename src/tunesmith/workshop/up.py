@@ -82,13 +82,18 @@ def _stop_gateway(gateway: subprocess.Popen | None, timeout: float = GATEWAY_STO
         gateway.wait()
 
 
-def _start_ui(host: str, port: int, server_url: str, seldon_grpc: str | None = None) -> subprocess.Popen:
-    """The UI on ``host:port`` calling ``server_url`` (a Seldon endpoint with gRPC at ``seldon_grpc``, if given)."""
+def _start_ui(host: str, port: int, server_url: str, seldon_grpc: str | None = None,
+              metrics_url: str | None = None) -> subprocess.Popen:
+    """The UI on ``host:port`` calling ``server_url`` (a Seldon endpoint with gRPC at ``seldon_grpc``, if given,
+    which the UI is started before: it says the server is starting until it answers); the Monitor section
+    reads MLServer's own metrics at ``metrics_url``."""
     # Imported here, after the server has been started: the client module pulls in MLServer's codecs
     # (a second or more of imports), and the launcher needs it only for the UI's variable names.
-    from tunesmith.serving.client import GRPC_ENV, SELDON_ENV, URL_ENV
+    from tunesmith.serving.client import GRPC_ENV, METRICS_URL_ENV, SELDON_ENV, STARTING_ENV, URL_ENV
 
-    env = {URL_ENV: server_url, **({SELDON_ENV: "1", GRPC_ENV: seldon_grpc} if seldon_grpc else {})}
+    env = {URL_ENV: server_url, **({SELDON_ENV: "1", GRPC_ENV: seldon_grpc, STARTING_ENV: "1"} if seldon_grpc else {})}
+    if metrics_url:
+        env[METRICS_URL_ENV] = metrics_url
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--host", host, "--port", str(port)],
         cwd=paths.REPO,
@@ -139,15 +144,16 @@ def run_gateway(args: argparse.Namespace, manifests: Path) -> int:
         "--name", f"{args.name}-gateway", "--host", args.host, "--http-port", str(http_port),
         "--grpc-port", str(grpc_port),
     ]
-    if args.metrics_port:
-        command += ["--metrics-port", str(args.metrics_port)]
+    metrics_port = args.metrics_port or json.loads(Path(DEFAULT_SETTINGS).read_text())["metrics_port"]
+    command += ["--metrics-port", str(metrics_port)]
     gateway: subprocess.Popen | None = None
     ui: subprocess.Popen | None = None
     try:
         print(f"Seldon manifests in {manifests}: the gateway serves their models and pipelines on {url} "
               f"(gRPC {grpc_address})", flush=True)
         gateway = subprocess.Popen(command, cwd=paths.REPO, start_new_session=True, preexec_fn=end_with_parent)
-        ui = _start_ui(args.host, args.ui_port, url, seldon_grpc=grpc_address)
+        ui = _start_ui(args.host, args.ui_port, url, seldon_grpc=grpc_address,
+                       metrics_url=f"http://{args.host}:{metrics_port}")
         print(f"UI on http://{args.host}:{args.ui_port}, answering while the gateway starts and the models load  "
               f"(Ctrl-C stops the UI and the gateway)", flush=True)
         _wait_for_gateway(gateway, url)
@@ -173,7 +179,7 @@ def run_mlserver(args: argparse.Namespace) -> int:
         print(f"mlserver starting on {server.http_url} (gRPC {server.grpc_address}); log: {server.log_path}", flush=True)
         server.wait_ready()
         print(server.report(), flush=True)
-        ui = _start_ui(args.host, args.ui_port, server.http_url)
+        ui = _start_ui(args.host, args.ui_port, server.http_url, metrics_url=server.metrics_url)
         print(f"UI on http://{args.host}:{args.ui_port}  (Ctrl-C stops the UI and the server)", flush=True)
         return _until_the_ui_ends(ui, lambda: server.process.poll() is not None and
                                   f"mlserver exited with code {server.process.returncode}:\n{server.log_tail()}")
