@@ -149,7 +149,7 @@ def run(checkpoint: Path = DEFAULT_OUT, n: int = 48, bars: int = 16, temperature
     gen.generate(headers[:1], [0], temperature=temperature, bars=bars)
     single = time.perf_counter() - start
     timing = {"seconds_per_tune_batch_16": round(per_tune, 4), "seconds_single_tune": round(single, 4)}
-    settings = {"checkpoint": str(checkpoint), "tunes": n, "bars": bars, "temperature": temperature,
+    settings = {"checkpoint": _repository_path(checkpoint), "tunes": n, "bars": bars, "temperature": temperature,
                 "threads": threads, "rhythms": RHYTHMS, "keys": KEYS}
     return {"rows": rows, "by_request": by_request, "timing": timing, "settings": settings, "targets": TARGETS,
             "samples": samples}
@@ -176,6 +176,14 @@ def format_table(result: dict) -> str:
                  f"{t['seconds_per_tune_batch_16']:.2f} s per tune in batches of 16 "
                  f"({result['settings']['bars']} bars, {result['settings']['threads']} threads).")
     return "\n".join(lines)
+
+
+def _repository_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it, so that a committed eval.json names no machine."""
+    try:
+        return str(Path(path).resolve().relative_to(paths.REPO))
+    except ValueError:
+        return str(path)
 
 
 def shipped_checkpoints() -> list[Path]:
