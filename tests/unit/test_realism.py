@@ -252,6 +252,7 @@ def test_eval_realism_judges_the_arms_of_a_request_log(tmp_path, capsys):
         log.append(Record(float(i), f"r{i}", "model", arm, "ab", arm, False, 200, 10.0, {}, {"abc": [tune]}))
     log.append(Record(99.0, "other", "model", "tune-generator-v1", "canary", "tune-generator-v1", False, 200, 10.0,
                       {}, {"abc": [JIG]}))
+    log.close()  # committed, as a gateway's log is when another process reads it
     result = report.main(["--log", str(log.path), "--experiment", "ab", "--per-rhythm", "2", "--bars", "8",
                           "--resamples", "10", "--no-plots", "--no-listen", "--out", str(tmp_path / "out")])
     assert list(result["sets"]) == ["real", "tune-generator-v1", "tune-generator-v2"]
