@@ -4,8 +4,8 @@ Two tables, on a gateway serving the tune generator alone (``tune-generator-v1``
 ``tune-generator`` folder) on a Server with two replicas:
 
 * **throughput and latency** with ``replicas: 1`` and ``replicas: 2``, at 1, 4 and 16 concurrent
-  REST clients, one 8-bar tune per request. Both replicas share the same cores, so on a 2-core
-  laptop the second copy is not expected to add throughput;
+  REST clients, one 8-bar tune per request. Both replicas share the same cores: on a 2-core
+  laptop a second copy can add at most the core one MLServer worker leaves idle;
 * **failover**: with 4 clients sending, one replica's MLServer is killed (SIGKILL); the table gives
   the requests that failed (the goal is 0: the gateway retries them on the other replica), the
   retries, and the time from the kill until the gateway has the replica back in rotation.
@@ -307,8 +307,9 @@ def replica_tables(models: Path, *, per_client: int = 4, failover_seconds: float
     for replicas, clients, tput, p50, p95, failed in rows:
         print(f"| {replicas} | {clients} | {tput:.2f} | {p50:.3f} | {p95:.3f} | {failed} |")
     by = {(r, c): t for r, c, t, *_ in rows}
-    print(f"\n2 replicas vs 1 at 16 clients: {by[(2, 16)] / by[(1, 16)]:.2f}x the throughput (the replicas share the "
-          "same cores: a second copy buys surviving a dead process, not speed)")
+    print(f"\n2 replicas vs 1 at 16 clients: {by[(2, 16)] / by[(1, 16)]:.2f}x the throughput. Both share the same "
+          "cores: what a second process can add is the core that one MLServer worker leaves idle, and no more; "
+          "what it always buys is surviving a dead process")
     if failover is not None:
         sent, failed, retries, back = failover
         print(f"\nFailover: replica 1 killed (SIGKILL) with 4 clients sending, over {failover_seconds:.0f} s of traffic\n")
