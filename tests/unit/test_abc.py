@@ -87,7 +87,7 @@ def test_bar_checks_allow_pickups_and_short_section_ends_only():
 
 
 def test_transposition_respells_accidentals_for_the_new_key():
-    from tunesmith.music.abc import pitches, transpose
+    from tunesmith.music.pitch import pitches, transpose
 
     header = Header(meter="4/4", key="D")
     symbols = read_body("D2 F2 A2 ^c2 | =c2 c2 B2 _B2 | d8 |]")

@@ -9,7 +9,8 @@ from tunesmith import paths
 from tunesmith.generator.critic import RUN_BASE, Critic, NoveltyIndex
 from tunesmith.generator.model import TuneGenerator
 from tunesmith.generator.quality import RUN_LENGTH, RunIndex, run_steps
-from tunesmith.music.abc import BAR_TOKENS, Header, read_tune, render_tune, symbol_length, transpose
+from tunesmith.music.abc import BAR_TOKENS, Header, read_tune, render_tune, symbol_length
+from tunesmith.music.pitch import transpose
 from tunesmith.music.corpus import ensure_splits, read_split
 
 CHECKPOINT = paths.CHECKPOINTS / "tune-generator"

@@ -53,7 +53,8 @@ def test_an_empty_histogram_correlates_with_no_key():
 
 
 def test_run_index_finds_transposed_copies():
-    from tunesmith.music.abc import read_tune, render_tune, transpose
+    from tunesmith.music.abc import read_tune, render_tune
+    from tunesmith.music.pitch import transpose
 
     index = RunIndex([D_MAJOR], n=16)
     header, symbols = read_tune(D_MAJOR)

@@ -111,7 +111,8 @@ def test_the_quick_frechet_distance_is_the_style_models():
 
 
 def test_copies_within_a_set_are_found_in_any_key():
-    from tunesmith.music.abc import read_tune, render_tune, transpose
+    from tunesmith.music.abc import read_tune, render_tune
+    from tunesmith.music.pitch import transpose
 
     long_tune = scale_tune("reel", 1).replace("|]", "| " + " | ".join(["CDEF GABc"] * 6) + " |]")
     header, symbols = read_tune(long_tune)

@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from tunesmith.music.abc import bar_checks, parse_length, pitches, read_tune
+from tunesmith.music.abc import bar_checks, parse_length, read_tune
+from tunesmith.music.pitch import pitches
 from tunesmith.music.keys import key_profile, tonic_and_mode
 
 RUN_LENGTH = 48

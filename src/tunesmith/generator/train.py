@@ -23,7 +23,8 @@ from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from tunesmith import paths
-from tunesmith.music.abc import NormaliseError, read_tune, render_tune, transpose
+from tunesmith.music.abc import NormaliseError, read_tune, render_tune
+from tunesmith.music.pitch import transpose
 from tunesmith.music.keys import key_signature
 from tunesmith.music.corpus import ABC_DIR, COLLECTIONS, ensure_splits, read_split
 from tunesmith.generator.tokenizer import build_tokenizer, encode_tune, tune_symbols

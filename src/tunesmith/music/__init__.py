@@ -1,1 +1,1 @@
-"""Music theory and notation: ABC parsing and rendering, keys, engraving, the tune corpus."""
+"""Music theory and notation: ABC parsing and rendering, keys, pitch and transposition, engraving, the tune corpus."""

@@ -31,7 +31,8 @@ import numpy as np
 from scipy import ndimage, special
 from scipy.spatial.distance import cdist, pdist
 
-from tunesmith.music.abc import BAR_TOKENS, TUPLET, UNIT, meter_length, pitches, read_tune, symbol_length
+from tunesmith.music.abc import BAR_TOKENS, TUPLET, UNIT, meter_length, read_tune, symbol_length
+from tunesmith.music.pitch import pitches
 
 INTERVAL_LIMIT = 12
 """Intervals are counted from -12 to +12 semitones; a wider leap counts as an octave."""
