@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Iterator
 
 from tunesmith.music.keys import (
     LETTERS,
@@ -576,6 +577,28 @@ def symbol_length(symbol: str) -> Fraction | None:
     return None
 
 
+def timed(symbols: list[str]) -> Iterator[tuple[str, Fraction | None]]:
+    """Each bar line (length ``None``) and each note or rest with the length it lasts, in eighths.
+
+    A triplet mark makes the next three notes last two thirds of their written length; the mark
+    itself and anything that is neither a note, a rest nor a bar line are left out.
+    """
+    tuplet_left = 0
+    for symbol in symbols:
+        if symbol in BAR_TOKENS:
+            yield symbol, None
+            continue
+        if symbol == TUPLET:
+            tuplet_left = 3
+            continue
+        length = symbol_length(symbol)
+        if length is None:
+            continue
+        if tuplet_left:
+            length, tuplet_left = length * Fraction(2, 3), tuplet_left - 1
+        yield symbol, length
+
+
 def bars_of(symbols: list[str]) -> list[tuple[Fraction, str | None, str | None]]:
     """Split a canonical body into bars.
 
@@ -589,10 +612,9 @@ def bars_of(symbols: list[str]) -> list[tuple[Fraction, str | None, str | None]]
     bars = []
     fill = Fraction(0)
     before: str | None = None
-    tuplet_left = 0
     content = False
-    for symbol in symbols:
-        if symbol in BAR_TOKENS:
+    for symbol, length in timed(symbols):
+        if length is None:  # a bar line
             if symbol in ("[1", "[2"):
                 continue
             if content or fill:
@@ -601,15 +623,6 @@ def bars_of(symbols: list[str]) -> list[tuple[Fraction, str | None, str | None]]
             fill = Fraction(0)
             content = False
             continue
-        if symbol == TUPLET:
-            tuplet_left = 3
-            continue
-        length = symbol_length(symbol)
-        if length is None:
-            continue
-        if tuplet_left:
-            length = length * Fraction(2, 3)
-            tuplet_left -= 1
         fill += length
         content = True
     if content:

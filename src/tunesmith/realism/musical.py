@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage, special
 from scipy.spatial.distance import cdist, pdist
 
-from tunesmith.music.abc import BAR_TOKENS, TUPLET, UNIT, meter_length, read_tune, symbol_length
+from tunesmith.music.abc import UNIT, meter_length, read_tune, timed
 from tunesmith.music.pitch import pitches
 
 INTERVAL_LIMIT = 12
@@ -79,21 +79,12 @@ def notes_of(abc: str) -> list[Note]:
     sounding = iter(pitches(header, symbols))
     bars: list[list[tuple[int | None, Fraction, Fraction]]] = [[]]
     fill = Fraction(0)
-    tuplet_left = 0
-    for symbol in symbols:
-        if symbol in BAR_TOKENS:
+    for symbol, length in timed(symbols):
+        if length is None:  # a bar line
             if symbol not in ("[1", "[2") and bars[-1]:
                 bars.append([])
                 fill = Fraction(0)
             continue
-        if symbol == TUPLET:
-            tuplet_left = 3
-            continue
-        length = symbol_length(symbol)
-        if length is None:
-            continue
-        if tuplet_left:
-            length, tuplet_left = length * Fraction(2, 3), tuplet_left - 1
         pitch, _ = next(sounding)
         bars[-1].append((pitch, length, fill))
         fill += length
