@@ -29,7 +29,9 @@ slices) is refused by name, and the caller keeps the ``transformers`` loop for i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +97,17 @@ class LlamaStep:
         self.norm = inner.norm.weight.detach()
         self.lm_head = model.lm_head.weight.detach()  # the embedding itself when the weights are tied
         self.lm_head_bias = _bias(model.lm_head)
+        # what _forward reads, in its order; projections transposed (views), as F.linear hands them to mm
+        self.weights = [self.embed]
+        self.biases: list[torch.Tensor | None] = []
+        for layer in self.layers:
+            self.weights += [layer.input_norm, layer.qkv.t(), layer.out.t(), layer.mlp_norm, layer.gate_up.t(),
+                             layer.down.t()]
+            self.biases += [layer.qkv_bias, layer.out_bias, layer.gate_up_bias, layer.down_bias]
+        self.weights += [self.norm, self.lm_head.t()]
+        self.biases.append(self.lm_head_bias)
+        # eps and the width as tensors: a Python number is wrapped into a tensor on every use
+        self.constants = [torch.tensor(self.eps, dtype=self.dtype), torch.tensor(float(config.hidden_size), dtype=self.dtype)]
         # the model's own rotary module, asked once for every position
         positions = torch.arange(self.max_positions)[None]
         with torch.inference_mode():
@@ -123,32 +136,79 @@ class LlamaStep:
         Returns:
             Logits, shape ``(rows, vocab)``.
         """
-        rows, count = ids.shape
         start = cache.filled
-        end = start + count
+        end = start + ids.shape[1]
         if end > cache.length:
             raise ValueError(f"the cache holds {cache.length} positions; step {end} does not fit")
-        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
-        cos, sin = self.cos[start:end], self.sin[start:end]
-        x = F.embedding(ids, self.embed)
-        for layer, keys, values in zip(self.layers, cache.keys, cache.values):
-            h = F.rms_norm(x, x.shape[-1:], layer.input_norm, self.eps)
-            qkv = F.linear(h, layer.qkv, layer.qkv_bias).view(rows, count, heads + 2 * kv_heads, dim)
-            qk = qkv[:, :, : heads + kv_heads]
-            qk = qk * cos + torch.cat((qk[..., self.half:], qk[..., : self.half]), -1) * sin
-            keys[:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
-            values[:, :, start:end] = qkv[:, :, heads + kv_heads:].transpose(1, 2)
-            attended = F.scaled_dot_product_attention(
-                qk[:, :, :heads].transpose(1, 2), keys[:, :, :end], values[:, :, :end],
-                is_causal=count > 1, scale=self.scale, enable_gqa=self.gqa,
-            )
-            x = x + F.linear(attended.transpose(1, 2).reshape(rows, count, heads * dim), layer.out, layer.out_bias)
-            h = F.rms_norm(x, x.shape[-1:], layer.mlp_norm, self.eps)
-            gate, up = F.linear(h, layer.gate_up, layer.gate_up_bias).chunk(2, -1)
-            x = x + F.linear(F.silu(gate) * up, layer.down, layer.down_bias)
+        logits = _FORWARD(ids, self.cos[start:end], self.sin[start:end], self.weights, self.biases, self.constants,
+                          cache.keys, cache.values, start, self.heads, self.kv_heads, self.head_dim, self.half,
+                          self.scale, self.gqa)
         cache.filled = end
-        last = F.rms_norm(x[:, -1], x.shape[-1:], self.norm, self.eps)
-        return F.linear(last, self.lm_head, self.lm_head_bias)
+        return logits
+
+
+def _forward(ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weights: List[torch.Tensor],
+             biases: List[Optional[torch.Tensor]], constants: List[torch.Tensor], keys: List[torch.Tensor],
+             values: List[torch.Tensor], start: int, heads: int, kv_heads: int, dim: int, half: int, scale: float,
+             gqa: bool) -> torch.Tensor:
+    """The step's arithmetic, written in the subset of Python that ``torch.jit.script`` compiles.
+
+    ``weights`` holds the embedding, then six tensors per layer (input norm, [q; k; v]ᵀ, outputᵀ,
+    MLP norm, [gate; up]ᵀ, downᵀ), then the final norm and the output layerᵀ; ``biases`` the four
+    projections' biases per layer, then the output layer's; ``constants`` the norm's epsilon and
+    the hidden width. Activations are kept as (rows x positions, hidden) matrices, so each
+    projection is the one ``mm`` (``addmm`` with a bias) that ``F.linear`` would call, without
+    its dispatch through ``linear``, ``t`` and ``matmul``.
+    """
+    rows, count = ids.shape[0], ids.shape[1]
+    end = start + count
+    eps, width = constants[0], constants[1]
+    x = F.embedding(ids.reshape(-1), weights[0])
+    for i in range(len(keys)):
+        w, b = weights[1 + 6 * i: 7 + 6 * i], biases[4 * i: 4 + 4 * i]
+        layer_keys, layer_values = keys[i], values[i]
+        qkv = _project(_rms_norm(x, w[0], eps, width), w[1], b[0]).view(rows, count, heads + 2 * kv_heads, dim)
+        qk = qkv[:, :, : heads + kv_heads]
+        qk = qk * cos + qk.roll(half, -1) * sin  # roll by half a head swaps its halves
+        layer_keys[:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
+        layer_values[:, :, start:end] = qkv[:, :, heads + kv_heads:].transpose(1, 2)
+        attended = F.scaled_dot_product_attention(
+            qk[:, :, :heads].transpose(1, 2), layer_keys[:, :, :end], layer_values[:, :, :end],
+            is_causal=count > 1, scale=scale, enable_gqa=gqa,
+        )
+        x = x + _project(attended.transpose(1, 2).reshape(rows * count, heads * dim), w[2], b[1])
+        gate_up = _project(_rms_norm(x, w[3], eps, width), w[4], b[2])
+        inner = gate_up.shape[1] // 2
+        x = x + _project(F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:]), w[5], b[3])
+    last = x.view(rows, count, -1)[:, -1]
+    return _project(_rms_norm(last, weights[-2], eps, width), weights[-1], biases[-1])
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``LlamaRMSNorm`` in float32, op for op: ``mean`` is ``sum`` then a division by the width."""
+    variance = torch.addcdiv(eps, x.pow(2).sum(-1, keepdim=True), width)  # eps + (sum / width), rounded as two ops
+    return weight * (x * torch.rsqrt(variance))
+
+
+def _project(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``F.linear(x, weight_t.T, bias)`` for a matrix ``x``: the ``mm``/``addmm`` it runs."""
+    if bias is None:
+        return torch.mm(x, weight_t)
+    return torch.addmm(bias, x, weight_t)
+
+
+def scripted(function):
+    """``function`` compiled by TorchScript (about 20 ms), which runs its ops with less per-op
+    overhead than Python; the plain function where TorchScript is missing or refuses it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, not removed
+            return torch.jit.script(function)
+    except Exception:  # noqa: BLE001 - any refusal leaves the eager function, same arithmetic
+        return function
+
+
+_FORWARD = scripted(_forward)
 
 
 def _check(config) -> None:

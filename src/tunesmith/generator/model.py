@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunesmith.generator.decode import LlamaStep, UnsupportedModel
+from tunesmith.generator.decode import LlamaStep, UnsupportedModel, scripted
 
 from tunesmith.music.abc import (
     BAR_TOKENS,
@@ -638,7 +638,7 @@ class TuneGenerator:
         batch: for one sample it takes the argmax of ``probs / q`` with ``q`` exponential noise from
         the row's generator, so drawing ``q`` row by row and dividing once gives the same tokens.
         """
-        n, pad = len(prompts), self.tokenizer.pad_token_id
+        n = len(prompts)
         if len(self._memo) > _MEMO_LIMIT:
             self._memo.clear()
         if constrained:
@@ -655,20 +655,29 @@ class TuneGenerator:
         cache = self.step.new_cache(n, len(prompts[0]) + max_new)
         logits = self.step(torch.tensor(prompts, dtype=torch.long), cache)
         noise = torch.ones(n, logits.shape[-1])
+        rows = range(n)
         for i in range(max_new):
-            scores = logits / scale + torch.stack([adjustment(row) for row in range(n)])
-            probs = torch.softmax(scores, dim=-1)
-            active = [row for row in range(n) if not done[row]]
+            adjust = torch.stack([adjustment(row) for row in rows]) if n > 1 else adjustment(0)[None]
+            active = [row for row in rows if not done[row]]
             for row in active:
                 noise[row].exponential_(generator=generators[row])
-            picks = (probs / noise).argmax(dim=-1).tolist()
-            next_ids = [pad] * n
+            chosen = _choose(logits, scale, adjust, noise)
+            picks = chosen.tolist()
             for row in active:
-                next_ids[row] = picks[row]
                 write(row, picks[row])
             if all(done) or i + 1 == max_new:
                 break
-            logits = self.step(torch.tensor(next_ids, dtype=torch.long)[:, None], cache)
+            # finished rows are fed their own last pick rather than padding: a row's logits never
+            # depend on another row's tokens, and a finished row's logits are no longer read
+            logits = self.step(chosen.view(n, 1), cache)
+
+
+def _choose_eager(logits: torch.Tensor, scale: torch.Tensor, adjust: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Each row's sampled token: the argmax of ``probs / noise`` (see ``TuneGenerator._fast_loop``)."""
+    return (torch.softmax(logits / scale + adjust, dim=-1) / noise).argmax(dim=-1)
+
+
+_choose = scripted(_choose_eager)
 
 
 def _per_row(value, n: int, name: str) -> list:

@@ -7,9 +7,14 @@ batch 1 and batch 16, and the table gives:
 * seconds per tune (wall and CPU), and the fast loop's speed-up over the transformers loop in the
   same run (the loops take turns, so load from other programs falls on both);
 * the share of decode time spent in the model's matrix products: the linear layers (projections,
-  MLP, output layer) and, beside it, attention (``scaled_dot_product_attention``: the query-key
-  and weight-value products with their softmax). They are timed by wrapping the two torch
-  functions every layer calls, in a separate run, so the per-tune times carry no timing overhead;
+  MLP, output layer; ``aten::mm`` / ``aten::addmm``) and, beside it, attention
+  (``scaled_dot_product_attention``: the query-key and weight-value products with their
+  softmax). The fast loop runs them inside a TorchScript function, where no Python wrapper can
+  time them, so both loops are measured alike: a second run of the same tunes under
+  ``torch.profiler`` gives the time spent inside those ops, which is divided by the loop's decode
+  time in the timed (unprofiled) turns. The profiler's own cost for each recorded product (about
+  a microsecond, against 10-40 per product at batch 1) counts in the numerator, so the shares
+  read a few points high; the profiler's cost for every other op falls outside them;
 * whether both loops wrote the same tunes (they should: the fast loop reproduces the reference
   bit for bit).
 
@@ -24,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tunesmith import paths
 from tunesmith.generator.model import LOOPS, TuneGenerator
@@ -38,31 +41,22 @@ PROMPT = "a lively reel in D major"
 BATCHES = (1, 16)
 
 
-@contextmanager
-def timed_products(seconds: dict[str, float]):
-    """While active, time spent inside ``F.linear`` and ``F.scaled_dot_product_attention`` adds up in
-    ``seconds["linear"]`` and ``seconds["attention"]`` (both loops, and ``torch.nn.Linear``, call them
-    through ``torch.nn.functional`` at call time)."""
-    originals = {"linear": F.linear, "attention": F.scaled_dot_product_attention}
+PRODUCTS = {"linear": ("aten::mm", "aten::addmm"), "attention": ("aten::scaled_dot_product_attention",)}
 
-    def wrap(name, function):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                seconds[name] += time.perf_counter() - start
-        return timed
 
-    seconds.setdefault("linear", 0.0)
-    seconds.setdefault("attention", 0.0)
-    F.linear = wrap("linear", originals["linear"])
-    F.scaled_dot_product_attention = wrap("attention", originals["attention"])
-    try:
-        yield seconds
-    finally:
-        F.linear = originals["linear"]
-        F.scaled_dot_product_attention = originals["attention"]
+def product_seconds(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> dict[str, float]:
+    """Seconds spent inside the linear layers' products and inside attention, in a profiled run of ``seeds``.
+
+    Linear products are counted by their own (self) time, attention by its whole call (its
+    products and softmax); ``calls`` is the number of linear products.
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        _run(generator, batch, seeds, bars)
+    events = {event.key: event for event in profile.key_averages()}
+    found = {"calls": sum(events[name].count for name in PRODUCTS["linear"] if name in events)}
+    found["linear"] = sum(events[name].self_cpu_time_total for name in PRODUCTS["linear"] if name in events) / 1e6
+    found["attention"] = sum(events[name].cpu_time_total for name in PRODUCTS["attention"] if name in events) / 1e6
+    return found
 
 
 def _run(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> tuple[list[str], float, float]:
@@ -77,54 +71,53 @@ def _run(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> tuple
     return out, time.perf_counter() - wall, time.thread_time() - cpu
 
 
-def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1, rounds: int = 2) -> list[dict]:
+def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1) -> list[dict]:
     """Per tune time and matrix-product shares of each loop at each batch size.
 
-    The loops take turns (``rounds`` times each, a share of the tunes per turn), so a burst of load
-    from another program falls on both. CPU time (this thread's) is given beside wall time: it moves
-    less when other programs share the cores.
+    The loops take turns, one batch each, so a burst of load from another program falls on both;
+    each timed batch is followed by a profiled run of the same batch, so a share's numerator and
+    denominator come from neighbouring runs of the same tunes. CPU time (this thread's) is given
+    beside wall time: it moves less when other programs share the cores.
 
     Args:
         checkpoint: the generator checkpoint.
         tunes: batch size -> how many tunes to time at that batch size (a multiple of it).
         bars: bars per tune.
         threads: torch threads, as the runtime sets them.
-        rounds: turns per loop.
 
     Returns:
         One dict per (batch, loop): ``batch``, ``loop``, ``tunes``, ``seconds_per_tune``,
-        ``cpu_seconds_per_tune``, ``linear_share``, ``attention_share``, ``same_as_reference`` (the
-        loop's tunes equal the transformers loop's).
+        ``cpu_seconds_per_tune``, ``products`` (linear-layer products per tune), ``linear_share``
+        and ``attention_share`` (of the decode time), ``same_as_reference`` (the loop's tunes equal the
+        transformers loop's).
     """
     torch.set_num_threads(threads)
     generator = TuneGenerator.from_pretrained(checkpoint)
     header = parse_prompt(PROMPT)
     rows = []
     for batch, count in tunes.items():
-        per_turn = max(batch, count // rounds // batch * batch)
-        turns = [range(first, min(first + per_turn, count)) for first in range(0, count, per_turn)]
         written = {loop: [] for loop in LOOPS}
-        wall = dict.fromkeys(LOOPS, 0.0)
-        cpu = dict.fromkeys(LOOPS, 0.0)
+        totals = {loop: dict.fromkeys(("wall", "cpu", "calls", "linear", "attention"), 0.0) for loop in LOOPS}
         for loop in LOOPS:
             generator.loop = loop
             generator.generate([header] * batch, list(range(10_000, 10_000 + batch)), bars=bars)  # warm-up
-        for seeds in turns:
+        for first in range(0, count, batch):
+            seeds = range(first, first + batch)
             for loop in reversed(LOOPS):  # the reference first
                 generator.loop = loop
-                tunes_, w, c = _run(generator, batch, seeds, bars)
+                tunes_, wall, cpu = _run(generator, batch, seeds, bars)
                 written[loop] += tunes_
-                wall[loop] += w
-                cpu[loop] += c
+                total = totals[loop]
+                total["wall"] += wall
+                total["cpu"] += cpu
+                for name, seconds in product_seconds(generator, batch, seeds, bars).items():
+                    total[name] += seconds
         for loop in reversed(LOOPS):
-            generator.loop = loop
-            seconds: dict[str, float] = {}
-            with timed_products(seconds):
-                _, profiled, _ = _run(generator, batch, range(count), bars)
+            total = totals[loop]
             rows.append({
-                "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": wall[loop] / count,
-                "cpu_seconds_per_tune": cpu[loop] / count,
-                "linear_share": seconds["linear"] / profiled, "attention_share": seconds["attention"] / profiled,
+                "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": total["wall"] / count,
+                "cpu_seconds_per_tune": total["cpu"] / count, "products": total["calls"] / count,
+                "linear_share": total["linear"] / total["wall"], "attention_share": total["attention"] / total["wall"],
                 "same_as_reference": written[loop] == written[LOOPS[-1]],
             })
     generator.loop = LOOPS[0]
@@ -134,15 +127,15 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
 def format_table(rows: list[dict]) -> str:
     """Markdown: one row per (batch, loop), with the speed-up over the transformers loop at that batch."""
     reference = {r["batch"]: r for r in rows if r["loop"] == "transformers"}
-    lines = ["| batch | loop | tunes | s/tune | speed-up | CPU s/tune | CPU speed-up | linear layers | attention | same tunes |",
-             "|------:|------|------:|-------:|---------:|-----------:|-------------:|--------------:|----------:|:----------:|"]
+    lines = ["| batch | loop | tunes | s/tune | speed-up | CPU s/tune | CPU speed-up | products/tune | linear layers | attention | same tunes |",
+             "|------:|------|------:|-------:|---------:|-----------:|-------------:|--------------:|--------------:|----------:|:----------:|"]
     for r in rows:
         base = reference[r["batch"]]
         lines.append(
             f"| {r['batch']:>5} | {r['loop']:<12} | {r['tunes']:>5} | {r['seconds_per_tune']:6.3f} | "
             f"{base['seconds_per_tune'] / r['seconds_per_tune']:7.2f}x | {r['cpu_seconds_per_tune']:10.3f} | "
             f"{base['cpu_seconds_per_tune'] / r['cpu_seconds_per_tune']:11.2f}x | "
-            f"{100 * r['linear_share']:12.0f}% | {100 * r['attention_share']:8.0f}% | "
+            f"{r['products']:13.0f} | {100 * r['linear_share']:12.0f}% | {100 * r['attention_share']:8.0f}% | "
             f"{'yes' if r['same_as_reference'] else 'NO':^10} |"
         )
     return "\n".join(lines)
@@ -166,7 +159,8 @@ def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int 
         checkpoint = Path(model_dir) / "weights"
     rows = measure(checkpoint, {1: tunes_at_1, 16: max(16, tunes_at_16 // 16 * 16)}, bars=bars)
     print(f"\nDecoding, {bars}-bar tunes ({PROMPT!r}), one torch thread: the fast loop against the transformers "
-          "loop, same seeds, taking turns; matrix-product shares from a second, timed run\n")
+          "loop, same seeds, taking turns; shares of decode time inside the linear layers' products and attention, "
+          "from a profiled run of the same tunes\n")
     print(format_table(rows))
     by = {(r["batch"], r["loop"]): r for r in rows}
     speedup = by[(1, "transformers")]["seconds_per_tune"] / by[(1, "fast")]["seconds_per_tune"]
