@@ -1,8 +1,10 @@
 """The embedding prompt encoder: meaning-based choices, explicit facts kept, keyword fallback."""
 
+import json
 import logging
 import sys
 
+import numpy as np
 import pytest
 
 from tunesmith.generator import prompt_encoder as pe
@@ -151,13 +153,44 @@ def test_missing_model_folder_falls_back_to_keywords(caplog, tmp_path):
         pe.PromptEncoder.from_pretrained(tmp_path / "nothing-here", fallback=False)
 
 
-def test_missing_sentence_transformers_falls_back_to_keywords(caplog, monkeypatch):
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if not installed
-    with caplog.at_level(logging.WARNING, logger="tunesmith.generator.prompt_encoder"):
-        encoder = pe.PromptEncoder.from_pretrained()
+def test_missing_transformers_falls_back_to_keywords(caplog, monkeypatch):
+    pe._load_model.cache_clear()  # a model loaded by an earlier test would be reused
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    try:
+        with caplog.at_level(logging.WARNING, logger="tunesmith.generator.prompt_encoder"):
+            encoder = pe.PromptEncoder.from_pretrained()
+    finally:
+        pe._load_model.cache_clear()
     assert not encoder.uses_embeddings
-    assert "sentence_transformers" in caplog.text
+    assert "transformers" in caplog.text
     assert encoder("reel in A").header == parse_prompt("reel in A")
+
+
+def test_the_light_embedder_gives_sentence_transformers_embeddings():
+    """The packaged folder is read without sentence-transformers, with the same numbers."""
+    from sentence_transformers import SentenceTransformer
+
+    from tunesmith.generator.sentence_embedder import MeanPoolingEmbedder
+
+    folder = pe.packaged_model_dir()
+    texts = [p.text for p in pe.load_prototypes()][:40] + ["a sad lullaby", "reel in A " * 200, ""]
+    light = MeanPoolingEmbedder(folder).encode(texts, batch_size=16, normalize_embeddings=True)
+    reference = SentenceTransformer(str(folder), device="cpu", local_files_only=True).encode(
+        texts, batch_size=16, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert light.shape == reference.shape == (len(texts), 384)
+    assert np.allclose(light, reference, rtol=0, atol=1e-6)
+
+
+def test_the_light_embedder_refuses_other_pooling(tmp_path):
+    from tunesmith.generator.sentence_embedder import MeanPoolingEmbedder, UnsupportedFolder
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    with pytest.raises(UnsupportedFolder, match="pooling_mode_cls_token"):
+        MeanPoolingEmbedder(tmp_path)
 
 
 def test_hub_id_without_a_hub_falls_back(caplog, monkeypatch):

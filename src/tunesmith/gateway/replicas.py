@@ -21,7 +21,8 @@ What the gateway does on one machine:
   (torch, librosa, music21) are loaded once per process, so a second replica of the generator costs
   one more process, not one per model. Seldon spreads single-replica Models over the replicas by
   free memory; here they all stay on replica 0, and a Server replica that would hold no Model is
-  not started.
+  not started. Replicas after the first start once replica 0 has loaded its Models, so that on
+  a small machine the first one, which serves everything, is not slowed by the others' start.
 * **Choice**: among the replicas that hold the model and are ready, the one with the fewest
   requests in flight (envoy's least request; its power-of-two-choices draw is the same thing
   with two replicas); ties are broken at random.
@@ -90,6 +91,8 @@ HEALTH_INTERVAL_S = 1.0
 STARTING_INTERVAL_S = 0.25
 """How often a starting (or failed) replica is looked at: it rejoins within this of being ready."""
 MAX_BACKOFF_S = 30.0
+# Replicas after the first start once replica 0 has settled on its Models, or after this long
+FIRST_REPLICA_WAIT_S = 120.0
 """The longest wait before restarting a replica that keeps dying before it is ready."""
 STOPPED_ON_PURPOSE = {0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 """Exit codes of an MLServer that was asked to stop (``make stop``): the gateway stops with it."""
@@ -208,7 +211,8 @@ class ReplicaPool:
         return Upstream(replica.server.http_url, replica.server.grpc_address, self.max_message_bytes)
 
     def start(self) -> None:
-        """Begin the health checks (the processes are already started)."""
+        """Begin the health checks; replica 0's process is already started, the others start later
+        (see :meth:`_first_start`)."""
         self._tasks = [asyncio.create_task(self._watch(r), name=f"replica-{r.index}") for r in self.replicas]
 
     async def aclose(self) -> None:
@@ -327,11 +331,7 @@ class ReplicaPool:
     # -- state ----------------------------------------------------------------------------------
     def settled(self) -> bool:
         """Whether every replica has said of each of its Models READY or UNAVAILABLE (not loading)."""
-        return all(
-            all(str(r.states.get(m, {}).get("state")).removeprefix("State.") in ("READY", "UNAVAILABLE")
-                for m in r.models)
-            for r in self.replicas
-        )
+        return all(_settled(r) for r in self.replicas)
 
     def status(self) -> list[dict]:
         """Per replica: index, pid, running, models ready, requests in flight, restarts."""
@@ -347,6 +347,8 @@ class ReplicaPool:
 
     # -- health checks and restarts -------------------------------------------------------------
     async def _watch(self, replica: Replica) -> None:
+        if replica.server.process is None:
+            await self._first_start(replica)
         while True:
             if not replica.running():
                 if not await self._restart(replica):
@@ -355,6 +357,22 @@ class ReplicaPool:
             await self._check(replica)
             complete = replica.ready == replica.models
             await asyncio.sleep(HEALTH_INTERVAL_S if complete else STARTING_INTERVAL_S)
+
+    async def _first_start(self, replica: Replica) -> None:
+        """Start a replica after the first once replica 0 has settled on its Models.
+
+        Replica 0 holds every Model, so the platform serves everything as soon as it is up; a
+        second MLServer starting at the same time would take half of a 2-core machine from it.
+        """
+        first = self.replicas[0]
+        deadline = time.monotonic() + FIRST_REPLICA_WAIT_S
+        while time.monotonic() < deadline and not _settled(first):
+            await asyncio.sleep(STARTING_INTERVAL_S)
+        try:
+            # On this (the event loop's) thread: the process is tied to the thread that starts it.
+            replica.server.start(wait=False)
+        except ServerError as exc:
+            print(f"MLServer replica {replica.index} did not start: {exc}", file=sys.stderr, flush=True)
 
     async def _check(self, replica: Replica) -> None:
         """Read the replica's index: its rotation is the Models it lists READY."""
@@ -407,6 +425,12 @@ class ReplicaPool:
         replica.restarts += 1
         self.metrics.replica_restart(replica.label)
         return True
+
+
+def _settled(replica: Replica) -> bool:
+    """Whether the replica has said of each of its Models READY or UNAVAILABLE (not loading)."""
+    return all(str(replica.states.get(m, {}).get("state")).removeprefix("State.") in ("READY", "UNAVAILABLE")
+               for m in replica.models)
 
 
 class _RoutingStub:

@@ -229,7 +229,8 @@ class Gateway:
         print(f"gateway on {self.http_url} (gRPC {self.grpc_address}); MLServer loading on {self.mlserver.http_url} "
               f"(log: {self.mlserver.log_path}); requests up to {limit} bytes", flush=True)
         for index, (server, models) in enumerate(zip(self.servers[1:], self.layout[1:]), start=1):
-            print(f"MLServer replica {index} loading on {server.http_url} (log: {server.log_path}): "
+            print(f"MLServer replica {index} on {server.http_url}, starting once replica 0 has loaded "
+                  f"(log: {server.log_path}): "
                   f"{', '.join(models)}", flush=True)
         if self.host not in request_guards.LOOPBACK_HOSTS:
             print(f"listening on {self.host}: other machines can reach this gateway", file=sys.stderr, flush=True)
@@ -282,8 +283,7 @@ class Gateway:
             self._check_name_is_free()
             locks, http_socket = self._claim_ports()
             replicas.build_repositories(self.manifests, self.repo, models_dir=self.models_dir)
-            for server in self.servers:
-                server.start(wait=False)
+            self.servers[0].start(wait=False)  # the other replicas once it has loaded its models
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(self.serve(http_socket))
         except (manifests.ManifestError, FileExistsError) as exc:

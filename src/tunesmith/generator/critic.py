@@ -30,8 +30,12 @@ The corpus (12,323 tunes, 0.9 M steps) builds in about two seconds, so nothing i
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -145,16 +149,38 @@ class NoveltyIndex:
 
     @classmethod
     def from_corpus(cls, k: int = RUN_BASE) -> NoveltyIndex:
-        """Index the whole corpus: train, validation and test (a copy of any of them is a copy)."""
-        from tunesmith.music.corpus import SPLITS, ensure_splits, read_split
+        """Index the whole corpus: train, validation and test (a copy of any of them is a copy).
 
-        ensure_splits()
-        tunes = [abc for split in SPLITS for abc in read_split(split)]
-        names = []
-        for n, abc in enumerate(tunes):
-            m = _SOURCE_RE.search(abc)
-            names.append(m.group(1) if m else f"corpus tune {n + 1}")
-        return cls.build(tunes, names, k)
+        Reading the steps of 12,323 tunes takes about 2 s, so the result is kept beside the corpus
+        files (:data:`INDEX_FILE`, tagged with their sha256, rebuilt when they change) and one
+        index serves every critic of a process (``tune-critic`` and ``tune-critic-strict`` load
+        the same folder).
+        """
+        return _corpus_index(k)
+
+    def save(self, path: Path, tag: str) -> None:
+        """Write the index's inputs to ``path`` (``.npz``) atomically, with ``tag`` to check on load."""
+        steps = json.dumps([list(step) for step in self.vocab])  # in id order: ids are 1, 2, ...
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as out:
+            np.savez(out, full=self.full, start=self.start, offsets=self.offsets, steps=np.array(steps),
+                     lengths=np.array(json.dumps(list(self.lengths))), names=np.array(self.names),
+                     k=np.array(self.k), tag=np.array(tag))
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path, tag: str) -> NoveltyIndex | None:
+        """The index saved at ``path`` with ``tag``; ``None`` if it is missing, unreadable or of other files."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                if str(saved["tag"]) != tag:
+                    return None
+                vocab = {tuple(step): i + 1 for i, step in enumerate(json.loads(str(saved["steps"])))}
+                lengths = {length: i + 1 for i, length in enumerate(json.loads(str(saved["lengths"])))}
+                return cls(saved["full"], saved["start"], saved["offsets"], vocab, lengths,
+                           [str(name) for name in saved["names"]], int(saved["k"]))
+        except (OSError, KeyError, ValueError):
+            return None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -529,3 +555,34 @@ def _report(request: Request, scores: list[Score], winner: Score | None, accept:
         if winner is None or score.index != winner.index:
             lines.append(f"{score.label} lost: {score.explanation}")
     return "\n".join(lines)
+
+
+INDEX_FILE = "novelty-index.npz"
+"""The corpus index's file, beside the corpus splits (see :meth:`NoveltyIndex.from_corpus`)."""
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_index(k: int) -> NoveltyIndex:
+    from tunesmith.music.corpus import SPLITS, ensure_splits, read_split
+
+    folder = ensure_splits()
+    digest = hashlib.sha256(f"k={k};steps=1".encode())
+    for split in SPLITS:
+        digest.update((folder / f"{split}.abc").read_bytes())
+    tag = digest.hexdigest()
+    path = folder / INDEX_FILE
+    index = NoveltyIndex.load(path, tag)
+    if index is not None:
+        return index
+    tunes = [abc for split in SPLITS for abc in read_split(split, folder)]
+    names = []
+    for n, abc in enumerate(tunes):
+        m = _SOURCE_RE.search(abc)
+        names.append(m.group(1) if m else f"corpus tune {n + 1}")
+    index = NoveltyIndex.build(tunes, names, k)
+    if all(isinstance(part, (int, str)) for step in index.vocab for part in step):  # what JSON gives back
+        try:
+            index.save(path, tag)
+        except OSError:  # a read-only corpus folder: index again next time
+            pass
+    return index

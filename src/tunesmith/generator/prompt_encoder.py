@@ -28,12 +28,16 @@ check it against this sha256). The packaged vocab.txt, tokenizer.json and config
 published hashes too. :data:`WEIGHTS_SHA256` pins that value: the default load checks it and
 falls back to keywords if the package ever ships different weights.
 
-If sentence-transformers or the packaged model is missing (or the weights do not match), the
-encoder logs why and works on keywords alone: the service stays up, just less clever.
+The packaged folder is read with ``transformers`` alone
+(:mod:`tunesmith.generator.sentence_embedder`, same embeddings, no ``sentence-transformers``
+import); other folders and hub ids go through ``sentence-transformers``. If what the model needs
+is missing (or the weights do not match), the encoder logs why and works on keywords alone: the
+service stays up, just less clever.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -187,8 +191,8 @@ class PromptEncoder:
         """Prepare the encoder and embed the prototypes once.
 
         Args:
-            model: a loaded ``sentence_transformers.SentenceTransformer``; ``None`` encodes with
-                keywords only.
+            model: a loaded sentence-embedding model (anything with ``SentenceTransformer.encode``'s
+                signature); ``None`` encodes with keywords only.
             prototypes: labelled phrases; default :func:`load_prototypes`.
         """
         self.model = model
@@ -238,7 +242,8 @@ class PromptEncoder:
             An encoder that uses embeddings, or the keyword fallback.
 
         Raises:
-            ImportError: sentence-transformers is missing (only with ``fallback=False``).
+            ImportError: transformers (or, for a folder of another kind or a hub id,
+                sentence-transformers) is missing (only with ``fallback=False``).
             OSError: the model folder or hub id cannot be loaded (only with ``fallback=False``).
             ValueError: the packaged weights do not match :data:`WEIGHTS_SHA256` (idem).
         """
@@ -402,10 +407,22 @@ def _keyword_encoding(text: str) -> Encoding:
     return Encoding(header=header, tempo=facts.get("tempo", TEMPO_BPM[DEFAULT_TEMPO]), confidence=confidence)
 
 
+@functools.lru_cache(maxsize=4)
 def _load_model(path_or_id: str | Path | None, threads: int | None):
-    """Load a SentenceTransformer offline from a folder, or from the hub for a hub id."""
-    from sentence_transformers import SentenceTransformer
+    """Load the embedding model offline from a folder, or from the hub for a hub id.
+
+    A mean-pooling folder (all-MiniLM-L6-v2 is one) is read by
+    :class:`~tunesmith.generator.sentence_embedder.MeanPoolingEmbedder`, which gives the same
+    embeddings without importing ``sentence-transformers`` (3 s of CPU at every worker start);
+    any other folder, and a hub id, by ``sentence_transformers.SentenceTransformer``.
+
+    One loaded model serves every caller of a process (the prompt encoder, the ``brief`` Model
+    on the same folder, the drift detector): encoding only reads it, and a second load of the
+    same 90 MB would cost its checksum and its start again.
+    """
     import torch
+
+    from tunesmith.generator.sentence_embedder import MeanPoolingEmbedder, UnsupportedFolder
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -419,10 +436,17 @@ def _load_model(path_or_id: str | Path | None, threads: int | None):
         path_or_id = folder
     path = Path(path_or_id).expanduser()
     if path.is_dir():
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        try:
+            return MeanPoolingEmbedder(path)
+        except UnsupportedFolder:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     elif path.is_absolute() or str(path_or_id).startswith((".", "~")) or path.exists():
         raise OSError(f"{path_or_id} is not a sentence-transformers model folder")
     else:
+        from sentence_transformers import SentenceTransformer
+
         revision = OFFICIAL_REVISION if str(path_or_id) == OFFICIAL_MODEL_ID else None
         model = SentenceTransformer(str(path_or_id), device="cpu", revision=revision)
     model.eval()
