@@ -97,6 +97,24 @@ def test_the_index_agrees_with_run_index_on_real_tunes():
                 assert q not in above
 
 
+def test_a_saved_index_loads_back_equal_and_only_with_its_own_tag(tmp_path):
+    ensure_splits()
+    corpus = read_split("train")[:200]
+    index = NoveltyIndex.build(corpus, names=[f"t{i}" for i in range(len(corpus))])
+    path = tmp_path / "index.npz"
+    index.save(path, "tag-a")
+    loaded = NoveltyIndex.load(path, "tag-a")
+    assert loaded is not None
+    assert (loaded.vocab, loaded.lengths, loaded.names, loaded.k) == (index.vocab, index.lengths, index.names, index.k)
+    assert all((getattr(loaded, a) == getattr(index, a)).all() for a in ("full", "start", "offsets", "keys", "positions"))
+    query = read_split("test")[0]
+    assert loaded.shared_run(query) == index.shared_run(query)
+    assert NoveltyIndex.load(path, "tag-b") is None  # the corpus changed: build again
+    path.write_bytes(b"not an npz")
+    assert NoveltyIndex.load(path, "tag-a") is None
+    assert NoveltyIndex.load(tmp_path / "missing.npz", "tag-a") is None
+
+
 def test_a_corpus_tune_shares_its_whole_length_and_cannot_win(critic):
     tune = next(t for t in read_split("test") if "oneills1850" in t)
     header = read_tune(tune)[0].to_abc()
