@@ -74,8 +74,8 @@ def test_a_copy_of_a_corpus_tune_never_wins(critic):
 
 
 def test_settings_arrive_as_strings_and_set_the_strict_critic(critic, strict):
-    assert (critic.on_reject, critic.min_score) == ("best", 0.0)
-    assert (strict.on_reject, strict.min_score) == ("retry", 0.97)
+    assert (critic.service.on_reject, critic.service.min_score) == ("best", 0.0)
+    assert (strict.service.on_reject, strict.service.min_score) == ("retry", 0.97)
 
 
 def test_the_strict_critic_gives_no_tune_unless_accepted(critic, strict):
@@ -85,7 +85,8 @@ def test_the_strict_critic_gives_no_tune_unless_accepted(critic, strict):
     assert names(response) == ["scores", "report", "retry"]
     assert "-> retry (its total is below min_score 0.97)" in text(response, "report")
     lenient = copy.copy(strict)  # the same corpus index (seconds to build), without the min_score
-    lenient.min_score = 0.0
+    lenient.service = copy.copy(strict.service)
+    lenient.service.min_score = 0.0
     assert names(predict(lenient, SAMPLE)) == ["abc", "tempo", "scores", "report", "accept"]
 
 
