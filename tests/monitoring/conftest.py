@@ -98,9 +98,13 @@ def prompt_body(prompt: str) -> dict:
     return {"inputs": [{"name": "prompt", "datatype": "BYTES", "shape": [1], "data": [prompt]}]}
 
 
-def generate(platform: Platform, seed: int, bars: int = 2) -> requests.Response:
-    """One call to the gen-ab experiment: a tune from one of the two generator versions."""
-    return requests.post(f"{platform.http_url}/v2/models/gen-ab/infer", headers={"seldon-model": "gen-ab.experiment"},
+def generate(platform: Platform, seed: int, bars: int = 2, arm: str | None = None) -> requests.Response:
+    """One call to the gen-ab experiment: a tune from one of the two generator versions (``arm``, if
+    given, as a sticky route names it; else the split chooses)."""
+    headers = {"seldon-model": "gen-ab.experiment"}
+    if arm is not None:
+        headers["x-seldon-route"] = f":{arm}_1:"
+    return requests.post(f"{platform.http_url}/v2/models/gen-ab/infer", headers=headers,
                          timeout=120, json={"inputs": [
                              {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": ["a jig in G"]},
                              {"name": "seed", "datatype": "INT64", "shape": [1], "data": [seed]},

@@ -48,13 +48,14 @@ def test_the_dashboard_queries_the_metrics_the_platform_exposes():
 
 def traffic(platform, seed: int) -> None:
     """Enough requests that every family has series: the prompt monitor past its first full window, a refused
-    prompt, and both arms of the generator experiment (with a refused request)."""
+    prompt, and both arms of the generator experiment (one request routed to each, so a 50/50 split
+    cannot leave one out; with a refused request)."""
     for prompt in drift.reference_prompts(drift.WINDOW + 1, split="test", seed=seed):
         requests.post(f"{platform.http_url}/v2/pipelines/prompt-monitor/infer", json=prompt_body(prompt), timeout=60)
     bad = requests.post(f"{platform.http_url}/v2/models/prompt-encoder/infer", json=prompt_body("x" * 600), timeout=60)
     assert bad.status_code == 400
-    for i in range(4):
-        assert generate(platform, seed=seed * 10 + i).status_code == 200
+    for i, arm in enumerate((None, None, "tune-generator-v1", "tune-generator-v2")):
+        assert generate(platform, seed=seed * 10 + i, arm=arm).status_code == 200
     assert generate(platform, seed=1, bars=999).status_code == 400
 
 
