@@ -165,9 +165,10 @@ def _forward(ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weights: L
     eps, width = constants[0], constants[1]
     x = F.embedding(ids.reshape(-1), weights[0])
     for i in range(len(keys)):
-        w, b = weights[1 + 6 * i: 7 + 6 * i], biases[4 * i: 4 + 4 * i]
+        w, b = 1 + 6 * i, 4 * i  # this layer's first weight and bias
         layer_keys, layer_values = keys[i], values[i]
-        qkv = _project(_rms_norm(x, w[0], eps, width), w[1], b[0]).view(rows, count, heads + 2 * kv_heads, dim)
+        qkv = _project(_rms_norm(x, weights[w], eps, width), weights[w + 1], biases[b])
+        qkv = qkv.view(rows, count, heads + 2 * kv_heads, dim)
         qk = qkv[:, :, : heads + kv_heads]
         qk = qk * cos + qk.roll(half, -1) * sin  # roll by half a head swaps its halves
         layer_keys[:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
@@ -176,10 +177,10 @@ def _forward(ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weights: L
             qk[:, :, :heads].transpose(1, 2), layer_keys[:, :, :end], layer_values[:, :, :end],
             is_causal=count > 1, scale=scale, enable_gqa=gqa,
         )
-        x = x + _project(attended.transpose(1, 2).reshape(rows * count, heads * dim), w[2], b[1])
-        gate_up = _project(_rms_norm(x, w[3], eps, width), w[4], b[2])
+        x = x + _project(attended.transpose(1, 2).reshape(rows * count, heads * dim), weights[w + 2], biases[b + 1])
+        gate_up = _project(_rms_norm(x, weights[w + 3], eps, width), weights[w + 4], biases[b + 2])
         inner = gate_up.shape[1] // 2
-        x = x + _project(F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:]), w[5], b[3])
+        x = x + _project(F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:]), weights[w + 5], biases[b + 3])
     last = x.view(rows, count, -1)[:, -1]
     return _project(_rms_norm(last, weights[-2], eps, width), weights[-1], biases[-1])
 
