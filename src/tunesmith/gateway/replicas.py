@@ -368,11 +368,7 @@ class ReplicaPool:
         deadline = time.monotonic() + FIRST_REPLICA_WAIT_S
         while time.monotonic() < deadline and not _settled(first):
             await asyncio.sleep(STARTING_INTERVAL_S)
-        try:
-            # On this (the event loop's) thread: the process is tied to the thread that starts it.
-            replica.server.start(wait=False)
-        except ServerError as exc:
-            print(f"MLServer replica {replica.index} did not start: {exc}", file=sys.stderr, flush=True)
+        _start(replica)
 
     async def _check(self, replica: Replica) -> None:
         """Read the replica's index: its rotation is the Models it lists READY."""
@@ -416,15 +412,20 @@ class ReplicaPool:
         delay = 0.0 if replica.failures_before_ready == 0 else min(MAX_BACKOFF_S, 2.0 ** (replica.failures_before_ready - 1))
         replica.failures_before_ready += 1
         await asyncio.sleep(delay)
-        try:
-            # On this (the event loop's) thread: the process is tied to the thread that starts it.
-            replica.server.start(wait=False)
-        except ServerError as exc:
-            print(f"MLServer replica {replica.index} did not start: {exc}", file=sys.stderr, flush=True)
+        _start(replica)
         replica.upstream = self._connect(replica)
         replica.restarts += 1
         self.metrics.replica_restart(replica.label)
         return True
+
+
+def _start(replica: Replica) -> None:
+    """Start the replica's MLServer without waiting; a failure to start is printed, and the watch retries."""
+    try:
+        # On the event loop's thread: the process is tied to the thread that starts it.
+        replica.server.start(wait=False)
+    except ServerError as exc:
+        print(f"MLServer replica {replica.index} did not start: {exc}", file=sys.stderr, flush=True)
 
 
 def _settled(replica: Replica) -> bool:

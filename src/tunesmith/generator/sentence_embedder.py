@@ -38,7 +38,6 @@ class MeanPoolingEmbedder:
     """
 
     def __init__(self, folder: str | Path):
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(folder)
@@ -50,16 +49,11 @@ class MeanPoolingEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
         self.max_length = int(settings.get("max_seq_length") or self.tokenizer.model_max_length)
-        self._torch = torch
-
-    def eval(self) -> "MeanPoolingEmbedder":
-        """Already in eval mode; here so callers can treat it as a model."""
-        return self
 
     def encode(self, sentences: list[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_numpy: bool = True, show_progress_bar: bool = False) -> np.ndarray:
         """One row per sentence, in the given order (batched longest first, as sentence-transformers does)."""
-        torch = self._torch
+        import torch
         texts = list(sentences)
         order = np.argsort([-len(text) for text in texts], kind="stable")
         rows: list = [None] * len(texts)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunesmith.gateway.manifests import API_VERSION
 from tunesmith.gateway.storage import models_uri
-
-API_VERSION = "mlops.seldon.io/v1alpha1"
 
 
 def model_yaml(name: str, folder: str, memory: str, parameters: dict[str, object] | None = None) -> str:
