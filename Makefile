@@ -43,6 +43,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@echo "Extracting the ABC corpus from music21 into data/abc/ (once, about a minute; make data does it again)"
 	$(TUNESMITH) data > /dev/null
+	$(PY) -m tunesmith.generator.critic  # the critic's index of the corpus, so no critic parses it at load
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv, install everything, extract the corpus (runs once; again when requirements change)
@@ -99,8 +100,9 @@ test: setup ## Run the whole test suite (unit, runtimes, real server, notebooks,
 test-fast: setup ## Run only the quick tests (no server, notebooks or browser)
 	$(PY) -m pytest -m "not server and not notebooks and not ui and not browser"
 
-data: setup ## Extract and split the ABC tunes from music21's corpus into data/abc/
+data: setup ## Extract and split the ABC tunes from music21's corpus into data/abc/, and index them for the critic
 	$(TUNESMITH) data
+	$(PY) -m tunesmith.generator.critic
 
 train: setup ## Retrain the tune generator into checkpoints/tune-generator (about 25 min on 2 cores)
 	$(TUNESMITH) train generator

@@ -189,10 +189,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="read only the first N raw tunes")
     args = parser.parse_args(argv)
     stats = build(args.out, args.limit)
-    if args.out == ABC_DIR:  # index every 8-note run for the critic now rather than at its first load
-        from tunesmith.generator.critic import NoveltyIndex
-
-        NoveltyIndex.from_corpus()
     print(json.dumps(stats, indent=2))
 
 
