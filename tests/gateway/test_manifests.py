@@ -19,7 +19,7 @@ import yaml
 
 from tunesmith import paths
 from tunesmith.gateway import manifests
-from tunesmith.gateway.manifests import FIELDS, ManifestError, load, loads
+from tunesmith.gateway.manifests import FIELDS, ManifestError, crds, load, loader, loads, pipelines
 
 CRDS = paths.REPO.parent / "shared" / "seldon-crds"
 needs_crds = pytest.mark.skipif(not CRDS.is_dir(), reason=f"the Seldon CRDs are not at {CRDS}")
@@ -32,7 +32,7 @@ def schemas(request, monkeypatch):
         if not CRDS.is_dir():
             pytest.skip(f"the Seldon CRDs are not at {CRDS}")
     else:
-        monkeypatch.setattr(manifests, "default_crd_dir", lambda: None)
+        monkeypatch.setattr(loader, "default_crd_dir", lambda: None)
     return request.param
 
 
@@ -123,11 +123,11 @@ def test_pipeline_checks_give_seldons_messages(schemas, name, spec, field, messa
 def test_external_input_reasons_that_normalisation_makes_unreachable():
     # updateExternalInputSteps runs first and turns "q" into "q.outputs" and " " into " .outputs",
     # so from a manifest Seldon never reports these two reasons; its checkPipelineInput has them.
-    assert manifests._external_input_problem("q") == "name only"
-    assert manifests._external_input_problem(" ") == "blank"
-    assert manifests._INPUT_REASONS["name only"] == "A Pipeline name must also specify one of inputs, outputs or a step name"
-    assert manifests._INPUT_REASONS["blank"] == "Input name must not be empty"
-    assert manifests._normalise_external(" ") == " .outputs"
+    assert pipelines._external_input_problem("q") == "name only"
+    assert pipelines._external_input_problem(" ") == "blank"
+    assert pipelines._INPUT_REASONS["name only"] == "A Pipeline name must also specify one of inputs, outputs or a step name"
+    assert pipelines._INPUT_REASONS["blank"] == "Input name must not be empty"
+    assert pipelines._normalise_external(" ") == " .outputs"
 
 
 ORDER = [
@@ -234,7 +234,7 @@ def test_good_manifests_validate_against_the_crds():
         manifest("Experiment", "generators", {"default": "tune-generator-v2", "candidates": [
             {"name": "tune-generator-v2", "weight": 50}, {"name": "tune-generator", "weight": 50}]}),
     ]  # fmt: skip
-    schemas = manifests._crd_schemas(CRDS)
+    schemas = crds._crd_schemas(CRDS)
     for doc in docs:
         jsonschema.Draft7Validator(schemas[doc["kind"]]).validate(doc)
     found = loads(yaml.safe_dump_all(docs), allow_experiments=True)
@@ -437,7 +437,7 @@ def _crd_field_paths(schema: dict, prefix: str = "") -> set[str]:
 @needs_crds
 @pytest.mark.parametrize("kind", manifests.KINDS, ids=SHORT_NAMES.get)
 def test_fields_table_covers_every_crd_field(kind):
-    spec = manifests._crd_schemas(CRDS)[kind]["properties"]["spec"]
+    spec = crds._crd_schemas(CRDS)[kind]["properties"]["spec"]
     crd_paths = _crd_field_paths(spec)
     for path in FIELDS[kind]:
         assert path in crd_paths, f"{kind}: {path} is not a field of the CRD"
