@@ -614,7 +614,23 @@ def stub_gateway(tmp_path_factory):
     root = tmp_path_factory.mktemp("seldon")
     manifests, models = write_stub_manifests(root)
     with running_gateway(manifests, models, root / "gateway.log", "/v2/pipelines/studio/ready") as gateway:
+        _until_models_settle(gateway[0])
         yield gateway
+
+
+def _until_models_settle(url: str, timeout: float = 120.0) -> None:
+    """Wait until every Model has loaded or failed to: the studio's readiness says nothing of ``broken``,
+    which a busy machine may still be loading (state ``UNKNOWN``)."""
+    import time
+
+    with MusicClient(url, timeout=30, seldon=True) as client:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {m["name"]: m["state"] for m in client.models()}
+            if all(state in ("READY", "UNAVAILABLE") for state in states.values()):
+                return
+            assert time.monotonic() < deadline, f"models still loading after {timeout:.0f} s: {states}"
+            time.sleep(0.3)
 
 
 @pytest.fixture()

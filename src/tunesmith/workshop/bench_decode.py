@@ -10,9 +10,9 @@ batch 1 and batch 16, and the table gives:
   MLP, output layer; ``aten::mm`` / ``aten::addmm``) and, beside it, attention
   (``scaled_dot_product_attention``: the query-key and weight-value products with their
   softmax). The fast loop runs them inside a TorchScript function, where no Python wrapper can
-  time them, so both loops are measured alike: a second run of the same tunes under
-  ``torch.profiler`` gives the time spent inside those ops, which is divided by the loop's decode
-  time in the timed (unprofiled) turns. The profiler's own cost for each recorded product (about
+  time them, so both loops are measured alike: a second run of the first tunes (8 at batch 1, one
+  batch at 16) under ``torch.profiler`` gives the time spent inside those ops, which is divided by
+  the loop's decode time in the timed (unprofiled) turns of the same tunes. The profiler's own cost for each recorded product (about
   a microsecond, against 10-40 per product at batch 1) counts in the numerator, so the shares
   read a few points high; the profiler's cost for every other op falls outside them;
 * whether both loops wrote the same tunes (they should: the fast loop reproduces the reference
@@ -22,7 +22,7 @@ Goals on 2 cores: the fast loop at least 3x faster per tune at batch 1, and at l
 decode time in the linear layers' matrix products. The numbers are printed; nothing here asserts
 on time.
 
-    python -m tunesmith.workshop.bench_decode --tunes 8
+    python -m tunesmith.workshop.bench_decode --tunes 16
 """
 
 from __future__ import annotations
@@ -71,12 +71,12 @@ def _run(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> tuple
     return out, time.perf_counter() - wall, time.thread_time() - cpu
 
 
-def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1) -> list[dict]:
+def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1, profiled: int = 8) -> list[dict]:
     """Per tune time and matrix-product shares of each loop at each batch size.
 
     The loops take turns, one batch each, so a burst of load from another program falls on both;
-    each timed batch is followed by a profiled run of the same batch, so a share's numerator and
-    denominator come from neighbouring runs of the same tunes. CPU time (this thread's) is given
+    each of the first timed batches is followed by a profiled run of the same batch, so a share's
+    numerator and denominator come from neighbouring runs of the same tunes. CPU time (this thread's) is given
     beside wall time: it moves less when other programs share the cores.
 
     Args:
@@ -84,6 +84,8 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
         tunes: batch size -> how many tunes to time at that batch size (a multiple of it).
         bars: bars per tune.
         threads: torch threads, as the runtime sets them.
+        profiled: how many tunes per batch size are also run under the profiler, for the shares
+            (a profiled run of the transformers loop takes seconds to tally).
 
     Returns:
         One dict per (batch, loop): ``batch``, ``loop``, ``tunes``, ``seconds_per_tune``,
@@ -97,7 +99,8 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
     rows = []
     for batch, count in tunes.items():
         written = {loop: [] for loop in LOOPS}
-        totals = {loop: dict.fromkeys(("wall", "cpu", "calls", "linear", "attention"), 0.0) for loop in LOOPS}
+        totals = {loop: dict.fromkeys(("wall", "cpu", "calls", "linear", "attention", "profiled_wall", "profiled_tunes"), 0.0)
+                  for loop in LOOPS}
         for loop in LOOPS:
             generator.loop = loop
             generator.generate([header] * batch, list(range(10_000, 10_000 + batch)), bars=bars)  # warm-up
@@ -110,14 +113,19 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
                 total = totals[loop]
                 total["wall"] += wall
                 total["cpu"] += cpu
-                for name, seconds in product_seconds(generator, batch, seeds, bars).items():
-                    total[name] += seconds
+                if first < max(profiled, batch):
+                    total["profiled_wall"] += wall
+                    total["profiled_tunes"] += batch
+                    for name, seconds in product_seconds(generator, batch, seeds, bars).items():
+                        total[name] += seconds
         for loop in reversed(LOOPS):
             total = totals[loop]
             rows.append({
                 "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": total["wall"] / count,
-                "cpu_seconds_per_tune": total["cpu"] / count, "products": total["calls"] / count,
-                "linear_share": total["linear"] / total["wall"], "attention_share": total["attention"] / total["wall"],
+                "cpu_seconds_per_tune": total["cpu"] / count,
+                "products": total["calls"] / total["profiled_tunes"],
+                "linear_share": total["linear"] / total["profiled_wall"],
+                "attention_share": total["attention"] / total["profiled_wall"],
                 "same_as_reference": written[loop] == written[LOOPS[-1]],
             })
     generator.loop = LOOPS[0]
@@ -141,7 +149,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int = 8, tunes_at_16: int = 32) -> list[dict]:
+def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int = 16, tunes_at_16: int = 32) -> list[dict]:
     """Measure and print the decode-efficiency table and its goals (what ``make bench`` shows).
 
     Args:
@@ -160,7 +168,7 @@ def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int 
     rows = measure(checkpoint, {1: tunes_at_1, 16: max(16, tunes_at_16 // 16 * 16)}, bars=bars)
     print(f"\nDecoding, {bars}-bar tunes ({PROMPT!r}), one torch thread: the fast loop against the transformers "
           "loop, same seeds, taking turns; shares of decode time inside the linear layers' products and attention, "
-          "from a profiled run of the same tunes\n")
+          "from a profiled run of the first 8 tunes (the first batch of 16) beside their timed run\n")
     print(format_table(rows))
     by = {(r["batch"], r["loop"]): r for r in rows}
     speedup = by[(1, "transformers")]["seconds_per_tune"] / by[(1, "fast")]["seconds_per_tune"]
@@ -174,10 +182,10 @@ def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=16, help="tune length in bars")
-    parser.add_argument("--tunes", type=int, default=8, help="tunes timed at batch 1 (batch 16 times 4x as many)")
+    parser.add_argument("--tunes", type=int, default=16, help="tunes timed at batch 1 (batch 16 times twice as many)")
     parser.add_argument("--model-dir", type=Path, help="a tune-generator model folder (default: the shipped checkpoint)")
     args = parser.parse_args(argv)
-    decode_table(args.model_dir, bars=args.bars, tunes_at_1=args.tunes, tunes_at_16=4 * args.tunes)
+    decode_table(args.model_dir, bars=args.bars, tunes_at_1=args.tunes, tunes_at_16=2 * args.tunes)
     return 0
 
 
