@@ -50,24 +50,9 @@ import numpy as np
 from tunesmith import paths
 from tunesmith.serving.client import GrpcMusicClient, MusicClient
 from tunesmith.serving.launcher import Server, free_port
+from tunesmith.workshop.bench_timing import percentile, timed, timed_in_turns
 
 PROMPT = "a lively reel in D major"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def timed(call, n: int, warmup: int = 2) -> list[float]:
-    for i in range(warmup):
-        call(10_000 + i)
-    out = []
-    for i in range(n):
-        start = time.perf_counter()
-        call(i)
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def _generator_call(client, bars: int, version: str | None = None):
@@ -308,12 +293,11 @@ def latency_tables(models: Path, model_dir: Path, args) -> None:
     table shows what serving itself costs; the platform as served (every model, batching on) is
     timed too: there a lone request also waits up to ``max_batch_time`` for company.
     """
-    rows = []
-    lat = timed(in_process_call(model_dir, args.bars), args.n)
-    rows.append(("in-process", lat))
+    in_process = in_process_call(model_dir, args.bars)
     with model_server(models, batching=False) as alone:
-        rows.append(("REST", timed(rest_call(alone.http_url, args.bars), args.n)))
-        rows.append(("gRPC", timed(grpc_call(alone.grpc_address, args.bars), args.n)))
+        calls = {"in-process": in_process, "REST": rest_call(alone.http_url, args.bars),
+                  "gRPC": grpc_call(alone.grpc_address, args.bars)}
+        rows = list(timed_in_turns(calls, args.n).items())
     server = Server(models_dir=models, name=f"bench-{free_port()}", http_port=free_port(), grpc_port=free_port(),
                     metrics_port=free_port())
     with server:
@@ -325,7 +309,7 @@ def latency_tables(models: Path, model_dir: Path, args) -> None:
     base = statistics.median(rows[0][1])
     width = max(len(name) for name, _ in rows)
     print(f"\nTune generation, {args.bars} bars, {args.n} tunes per row (prompt: {PROMPT!r}); REST and gRPC on a "
-          "server of the generator alone, batching off\n")
+          "server of the generator alone, batching off; the first three rows take turns, call by call\n")
     print(f"| {'path':<{width}} | p50 (s) | p95 (s) | p50 vs in-process |")
     print(f"|{'-' * (width + 2)}|--------:|--------:|------------------:|")
     for name, values in rows:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import requests
 
-from tunesmith.workshop.bench_gateway import RunningGateway, _percentile
+from tunesmith.workshop.bench_gateway import RunningGateway
+from tunesmith.workshop.bench_timing import percentile
 
 THINK_S = 2.0
 """The listener's pause between two requests (a two-bar phrase of a reel lasts about as long)."""
@@ -124,7 +125,7 @@ def mirror_table(models: Path, n: int = 20, bars: int = 8) -> None:
     for client in dict.fromkeys(c for c, _ in rows):
         plain, shadow = statistics.median(rows[(client, "plain")]), statistics.median(rows[(client, "shadow")])
         ratios[client] = shadow / plain
-        print(f"| {client} | {plain:.3f} | {shadow:.3f} | {ratios[client]:.2f}x | {_percentile(rows[(client, 'shadow')], 95):.3f} |")
+        print(f"| {client} | {plain:.3f} | {shadow:.3f} | {ratios[client]:.2f}x | {percentile(rows[(client, 'shadow')], 95):.3f} |")
     print(f"\nMirror calls made: {mirrored:.0f}, dropped (more than the gateway runs at once): {dropped:.0f}")
     ratio = ratios[listener]
     print(f"Goal: a listener's p50 with the mirror at most 1.10x without -> {ratio:.2f}x: "

@@ -28,24 +28,9 @@ import requests
 
 from tunesmith import paths
 from tunesmith.serving.launcher import free_port
+from tunesmith.workshop.bench_timing import percentile, timed_in_turns
 
 STUDIO_PROMPT = "a lively jig in D major"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def _timed(call, n: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 class RunningGateway:
@@ -121,11 +106,10 @@ def hop_table(gateway: RunningGateway, n: int) -> list[tuple[str, float, float]]
         ("inference (prompt-encoder)", "post", "/v2/models/prompt-encoder/infer", small),
     ):
         def call(session, base):
-            return lambda: getattr(session, method)(base + path, json=body, timeout=60).raise_for_status()
+            return lambda _seed: getattr(session, method)(base + path, json=body, timeout=60).raise_for_status()
 
-        a = statistics.median(_timed(call(direct, mlserver), n))
-        b = statistics.median(_timed(call(through, gateway.url), n))
-        rows.append((label, a, b))
+        times = timed_in_turns({"direct": call(direct, mlserver), "through": call(through, gateway.url)}, n, warmup=3)
+        rows.append((label, statistics.median(times["direct"]), statistics.median(times["through"])))
     return rows
 
 
@@ -158,17 +142,8 @@ def studio_table(gateway: RunningGateway, n: int) -> dict[str, list[float]]:
             synth_inputs.append({"name": "tempo", "datatype": "INT32", "shape": [1], "data": critic["tempo"]["data"]})
         model("synthesizer", synth_inputs)
 
-    # The same seeds for both paths, taken in turn (A B A B ...): the same tunes are written, judged and
-    # played either way, and a machine that slows down midway slows both alike.
-    for seed in range(2):  # warm-up
-        pipeline(10_000 + seed), one_by_one(10_000 + seed)
-    times: dict[str, list[float]] = {"studio pipeline": [], "client, model by model": []}
-    for seed in range(n):
-        for label, call in (("studio pipeline", pipeline), ("client, model by model", one_by_one)):
-            start = time.perf_counter()
-            call(seed)
-            times[label].append(time.perf_counter() - start)
-    return times
+    # The same seeds for both paths, taken in turn: the same tunes are written, judged and played either way
+    return timed_in_turns({"studio pipeline": pipeline, "client, model by model": one_by_one}, n)
 
 
 def gateway_tables(models: Path, manifests: Path, n: int = 200, n_pipeline: int = 10) -> None:
@@ -190,6 +165,6 @@ def gateway_tables(models: Path, manifests: Path, n: int = 200, n_pipeline: int 
     print("| path | p50 (s) | p95 (s) |")
     print("|---|---:|---:|")
     for label, values in studio.items():
-        print(f"| {label} | {statistics.median(values):.3f} | {_percentile(values, 95):.3f} |")
+        print(f"| {label} | {statistics.median(values):.3f} | {percentile(values, 95):.3f} |")
     ratio = statistics.median(studio["studio pipeline"]) / statistics.median(studio["client, model by model"])
     print(f"\nGoal: the pipeline not slower than the client's sum -> {ratio:.2f}x: {'met' if ratio <= 1.0 else 'NOT met'}")

@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tunesmith.gateway.replicas import replica_pid
 from tunesmith.workshop.bench_gateway import RunningGateway
+from tunesmith.workshop.bench_timing import percentile
 
 GENERATOR = "tune-generator-v1"
 PROMPT = "a lively reel in D major"
@@ -282,11 +283,6 @@ def _load(url: str, clients: int, per_client: int) -> tuple[float, list[float], 
     return len(latencies) / (time.perf_counter() - start), latencies, failed
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def replica_tables(models: Path, *, per_client: int = 4, failover_seconds: float = 8.0) -> None:
     """Print the throughput table (1 vs 2 replicas at 1, 4, 16 clients) and the failover table."""
     rows = []
@@ -297,7 +293,7 @@ def replica_tables(models: Path, *, per_client: int = 4, failover_seconds: float
             with _ReplicaGateway(manifests, models, replicas) as gateway:
                 for clients in CLIENTS:
                     tput, latencies, failed = _load(gateway.url, clients, per_client)
-                    rows.append((replicas, clients, tput, statistics.median(latencies), _percentile(latencies, 95), failed))
+                    rows.append((replicas, clients, tput, statistics.median(latencies), percentile(latencies, 95), failed))
                 if replicas == 2:
                     failover = _failover(gateway, failover_seconds)
     print(f"\nReplicas of {GENERATOR} on one machine ({os.cpu_count()} cores), REST through the gateway, one "
