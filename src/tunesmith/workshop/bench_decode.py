@@ -74,10 +74,12 @@ def _run(generator: TuneGenerator, batch: int, seeds: range, bars: int) -> tuple
 def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: int = 1, profiled: int = 8) -> list[dict]:
     """Per tune time and matrix-product shares of each loop at each batch size.
 
-    The loops take turns, one batch each, so a burst of load from another program falls on both;
-    each of the first timed batches is followed by a profiled run of the same batch, so a share's
-    numerator and denominator come from neighbouring runs of the same tunes. CPU time (this thread's) is given
-    beside wall time: it moves less when other programs share the cores.
+    The loops take turns, one batch each, so a burst of load from another program falls on both.
+    Every timed run comes first; the profiled runs of the first tunes follow, once nothing is left
+    to time, because a profiler session slows the transformers loop's later runs by about a tenth
+    (more Python objects to collect), which would flatter the speed-up. A share divides a profiled
+    run's time in the products by the timed run of the same tunes. CPU time (this thread's) is
+    given beside wall time: it moves less when other programs share the cores.
 
     Args:
         checkpoint: the generator checkpoint.
@@ -96,37 +98,43 @@ def measure(checkpoint: Path, tunes: dict[int, int], bars: int = 16, threads: in
     torch.set_num_threads(threads)
     generator = TuneGenerator.from_pretrained(checkpoint)
     header = parse_prompt(PROMPT)
-    rows = []
+    totals = {(batch, loop): dict.fromkeys(("wall", "cpu", "calls", "linear", "attention", "profiled_wall",
+                                            "profiled_tunes"), 0.0)
+              for batch in tunes for loop in LOOPS}
+    written: dict[tuple[int, str], list[str]] = {key: [] for key in totals}
+    walls: dict[tuple[int, str, int], float] = {}  # (batch, loop, first seed) -> the timed run's seconds
     for batch, count in tunes.items():
-        written = {loop: [] for loop in LOOPS}
-        totals = {loop: dict.fromkeys(("wall", "cpu", "calls", "linear", "attention", "profiled_wall", "profiled_tunes"), 0.0)
-                  for loop in LOOPS}
         for loop in LOOPS:
             generator.loop = loop
             generator.generate([header] * batch, list(range(10_000, 10_000 + batch)), bars=bars)  # warm-up
         for first in range(0, count, batch):
-            seeds = range(first, first + batch)
             for loop in reversed(LOOPS):  # the reference first
                 generator.loop = loop
-                tunes_, wall, cpu = _run(generator, batch, seeds, bars)
-                written[loop] += tunes_
-                total = totals[loop]
-                total["wall"] += wall
-                total["cpu"] += cpu
-                if first < max(profiled, batch):
-                    total["profiled_wall"] += wall
-                    total["profiled_tunes"] += batch
-                    for name, seconds in product_seconds(generator, batch, seeds, bars).items():
-                        total[name] += seconds
+                tunes_, wall, cpu = _run(generator, batch, range(first, first + batch), bars)
+                written[batch, loop] += tunes_
+                totals[batch, loop]["wall"] += wall
+                totals[batch, loop]["cpu"] += cpu
+                walls[batch, loop, first] = wall
+    for batch, count in tunes.items():  # the profiled runs, after every timed one
+        for first in range(0, min(count, max(profiled, batch)), batch):
+            for loop in reversed(LOOPS):
+                generator.loop = loop
+                total = totals[batch, loop]
+                total["profiled_wall"] += walls[batch, loop, first]
+                total["profiled_tunes"] += batch
+                for name, seconds in product_seconds(generator, batch, range(first, first + batch), bars).items():
+                    total[name] += seconds
+    rows = []
+    for batch, count in tunes.items():
         for loop in reversed(LOOPS):
-            total = totals[loop]
+            total = totals[batch, loop]
             rows.append({
                 "batch": batch, "loop": loop, "tunes": count, "seconds_per_tune": total["wall"] / count,
                 "cpu_seconds_per_tune": total["cpu"] / count,
                 "products": total["calls"] / total["profiled_tunes"],
                 "linear_share": total["linear"] / total["profiled_wall"],
                 "attention_share": total["attention"] / total["profiled_wall"],
-                "same_as_reference": written[loop] == written[LOOPS[-1]],
+                "same_as_reference": written[batch, loop] == written[batch, LOOPS[-1]],
             })
     generator.loop = LOOPS[0]
     return rows
@@ -168,7 +176,7 @@ def decode_table(model_dir: Path | None = None, bars: int = 16, tunes_at_1: int 
     rows = measure(checkpoint, {1: tunes_at_1, 16: max(16, tunes_at_16 // 16 * 16)}, bars=bars)
     print(f"\nDecoding, {bars}-bar tunes ({PROMPT!r}), one torch thread: the fast loop against the transformers "
           "loop, same seeds, taking turns; shares of decode time inside the linear layers' products and attention, "
-          "from a profiled run of the first 8 tunes (the first batch of 16) beside their timed run\n")
+          "from profiled runs of the first 8 tunes (the first batch of 16), made after every timed run\n")
     print(format_table(rows))
     by = {(r["batch"], r["loop"]): r for r in rows}
     speedup = by[(1, "transformers")]["seconds_per_tune"] / by[(1, "fast")]["seconds_per_tune"]
